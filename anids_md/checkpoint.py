@@ -1,0 +1,107 @@
+"""Checkpoints: one .safetensors file holding the (EMA) weights, with JSON metadata in its header
+(format and package versions, model config with elements and reference energies, units, and
+a description of the training data). Loading never unpickles."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .nn import ForceField, ModelConfig
+
+FORMAT_VERSION = 1
+METADATA_KEY = "anids_md"
+UNITS = {"energy": "eV", "forces": "eV/Å", "length": "Å"}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: corrupt, incompatible or not an anids-md file."""
+
+
+def package_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def shipped_models() -> dict[str, Path]:
+    """Names of the models installed with the package and their files."""
+    folder = resources.files("anids_md") / "models"
+    return {Path(p.name).stem: Path(str(p)) for p in folder.iterdir() if p.name.endswith(".safetensors")}
+
+
+def resolve(checkpoint: str | Path) -> Path:
+    """A path to an existing checkpoint file, or the file of a shipped model's name."""
+    path = Path(checkpoint)
+    if path.is_file():
+        return path
+    models = shipped_models()
+    if str(checkpoint) in models:
+        return models[str(checkpoint)]
+    raise FileNotFoundError(f"no checkpoint file {checkpoint!r} and no shipped model of that name; shipped models: {sorted(models)}")
+
+
+def save_checkpoint(model: ForceField, path: str | Path, training: dict | None = None, extra: dict | None = None) -> Path:
+    """Write `model`'s weights and metadata to `path` (.safetensors). `training` describes the
+    training data and recipe; `extra` holds further JSON-able metadata (e.g. test figures)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {
+        "format_version": FORMAT_VERSION,
+        "package_version": package_version(),
+        "kind": "force-field",
+        "model": model.config.to_dict(),
+        "units": UNITS,
+        "training": training or {},
+        **(extra or {}),
+    }
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(tensors, str(path), metadata={METADATA_KEY: json.dumps(metadata)})
+    return path
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The JSON metadata of a checkpoint, checked for format compatibility."""
+    from safetensors import safe_open
+
+    path = resolve(path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path}: corrupt or not a safetensors checkpoint ({error})") from None
+    if METADATA_KEY not in header:
+        raise CheckpointError(f"{path}: a safetensors file without anids-md metadata")
+    try:
+        metadata = json.loads(header[METADATA_KEY])
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path}: corrupt metadata ({error})") from None
+    version = metadata.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format {version} is newer than this anids-md ({package_version()}) reads "
+            f"(format {FORMAT_VERSION}); upgrade anids-md"
+        )
+    if metadata.get("units") != UNITS:
+        raise CheckpointError(f"{path}: units {metadata.get('units')} differ from the package's {UNITS}")
+    return metadata
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> tuple[ForceField, dict]:
+    """Rebuild the model of a checkpoint (in eval mode) and return it with its metadata."""
+    path = resolve(path)
+    metadata = read_metadata(path)
+    try:
+        config = ModelConfig.from_dict(metadata["model"])
+        model = ForceField(config)
+        tensors = load_file(str(path))
+        model.load_state_dict(tensors, strict=True)
+    except (KeyError, TypeError, RuntimeError, SafetensorError, ValueError) as error:
+        raise CheckpointError(f"{path}: weights do not match the model in its metadata ({error})") from None
+    model = model.to(device=device, dtype=dtype or torch.float32).eval()
+    return model, metadata

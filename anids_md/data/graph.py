@@ -1,0 +1,87 @@
+"""Atomic graphs: positions, elements and a vesin neighbour list, and batches of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+import torch
+from ase import Atoms
+from vesin import NeighborList
+
+
+def neighbour_list(positions: np.ndarray, cell: np.ndarray, pbc, cutoff: float):
+    """Directed pairs (i, j) with |x_j - x_i + shift| < cutoff, and the Cartesian shifts (Å)."""
+    periodic = bool(np.any(pbc))
+    box = np.asarray(cell, dtype=np.float64) if periodic else np.zeros((3, 3))
+    i, j, shifts = NeighborList(cutoff=cutoff, full_list=True).compute(
+        points=np.asarray(positions, dtype=np.float64), box=box, periodic=periodic, quantities="ijS"
+    )
+    cartesian = shifts.astype(np.float64) @ box
+    return np.stack([i, j]).astype(np.int64), cartesian
+
+
+@dataclass
+class AtomicGraph:
+    """One or several structures as a graph. Edge e goes from neighbour j = edge_index[1, e]
+    to centre i = edge_index[0, e]; its vector is x_j - x_i + shifts[e] (Å)."""
+
+    positions: torch.Tensor  # (N, 3) Å
+    numbers: torch.Tensor  # (N,) atomic numbers
+    edge_index: torch.Tensor  # (2, E)
+    shifts: torch.Tensor  # (E, 3) Å
+    batch: torch.Tensor  # (N,) structure index of each atom
+    n_structures: int
+    energy: torch.Tensor | None = None  # (n_structures,) eV
+    forces: torch.Tensor | None = None  # (N, 3) eV/Å
+
+    def to(self, device=None, dtype=None) -> "AtomicGraph":
+        """Move to `device`; floating tensors become `dtype` when it is given."""
+        moved = {}
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, torch.Tensor):
+                value = value.to(device=device, dtype=dtype if value.is_floating_point() and dtype else None)
+            moved[field.name] = value
+        return replace(self, **moved)
+
+    @property
+    def n_atoms(self) -> int:
+        return len(self.numbers)
+
+
+def graph_from_atoms(atoms: Atoms, cutoff: float, with_labels: bool = False) -> AtomicGraph:
+    """Build the graph of one structure; `with_labels` attaches its energy and forces."""
+    edge_index, shifts = neighbour_list(atoms.positions, atoms.cell.array, atoms.pbc, cutoff)
+    energy = forces = None
+    if with_labels:
+        from .readers import labels_of
+
+        e, f = labels_of(atoms)
+        energy, forces = torch.tensor([e], dtype=torch.float64), torch.from_numpy(f)
+    return AtomicGraph(
+        positions=torch.tensor(atoms.positions, dtype=torch.float64),
+        numbers=torch.tensor(atoms.numbers, dtype=torch.long),
+        edge_index=torch.from_numpy(edge_index),
+        shifts=torch.from_numpy(shifts),
+        batch=torch.zeros(len(atoms), dtype=torch.long),
+        n_structures=1,
+        energy=energy,
+        forces=forces,
+    )
+
+
+def collate(graphs: list[AtomicGraph]) -> AtomicGraph:
+    """Join graphs into one batch (edge indices offset, `batch` numbering the structures)."""
+    offsets = np.cumsum([0] + [g.n_atoms for g in graphs[:-1]])
+    labelled = all(g.energy is not None for g in graphs)
+    return AtomicGraph(
+        positions=torch.cat([g.positions for g in graphs]),
+        numbers=torch.cat([g.numbers for g in graphs]),
+        edge_index=torch.cat([g.edge_index + int(o) for g, o in zip(graphs, offsets)], dim=1),
+        shifts=torch.cat([g.shifts for g in graphs]),
+        batch=torch.cat([torch.full((g.n_atoms,), k, dtype=torch.long) for k, g in enumerate(graphs)]),
+        n_structures=len(graphs),
+        energy=torch.cat([g.energy for g in graphs]) if labelled else None,
+        forces=torch.cat([g.forces for g in graphs]) if labelled else None,
+    )

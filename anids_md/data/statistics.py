@@ -1,0 +1,70 @@
+"""Dataset statistics used to normalise the model: per-element reference energies (E0),
+the mean per-atom interaction energy, the force scale and the average neighbour count."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from ase import Atoms
+
+from .readers import labels_of
+
+# Molecular forces beyond this RMS (eV/Å) are almost surely in another unit (kcal/mol/Å is 23x).
+IMPLAUSIBLE_FORCE_RMS_EV_PER_A = 20.0
+
+
+@dataclass
+class DatasetStatistics:
+    elements: list[int]  # atomic numbers, sorted
+    reference_energies: dict[int, float]  # E0 per element, eV
+    energy_shift: float  # mean per-atom energy after subtracting E0s, eV/atom
+    force_scale: float  # RMS of force components, eV/Å
+    avg_num_neighbors: float
+
+
+def fit_reference_energies(structures: list[Atoms], elements: list[int]) -> dict[int, float]:
+    """Per-element energies (eV) by least squares on element counts. For a single molecule the
+    system is underdetermined and the minimum-norm solution is returned, which is harmless:
+    only the sum over the molecule's atoms matters then."""
+    counts = np.array([[np.sum(a.numbers == z) for z in elements] for a in structures], dtype=float)
+    energies = np.array([labels_of(a)[0] for a in structures])
+    solution, *_ = np.linalg.lstsq(counts, energies, rcond=None)
+    return {z: float(e) for z, e in zip(elements, solution)}
+
+
+def compute_statistics(
+    structures: list[Atoms],
+    avg_num_neighbors: float,
+    reference_energies: dict[int, float] | None = None,
+) -> DatasetStatistics:
+    """Statistics of labelled `structures`; E0s fitted when `reference_energies` is None."""
+    if not structures:
+        raise ValueError("cannot compute statistics of an empty training set")
+    elements = sorted({int(z) for a in structures for z in a.numbers})
+    if reference_energies is None:
+        reference_energies = fit_reference_energies(structures, elements)
+    missing = [z for z in elements if z not in reference_energies]
+    if missing:
+        raise ValueError(f"reference energies lack elements with atomic numbers {missing}")
+    per_atom, forces = [], []
+    for atoms in structures:
+        energy, f = labels_of(atoms)
+        e0 = sum(reference_energies[int(z)] for z in atoms.numbers)
+        per_atom.append((energy - e0) / len(atoms))
+        forces.append(f.ravel())
+    force_scale = float(np.sqrt(np.mean(np.concatenate(forces) ** 2)))
+    if force_scale > IMPLAUSIBLE_FORCE_RMS_EV_PER_A:
+        raise ValueError(
+            f"force RMS {force_scale:.1f} eV/Å is implausible for molecules: are the labels in "
+            "kcal/mol(/Å) or Hartree? pass the right energy_unit when reading"
+        )
+    if force_scale == 0.0:
+        force_scale = 1.0  # equilibrium-only data: keep the energy scale unit
+    return DatasetStatistics(
+        elements=elements,
+        reference_energies={int(z): float(reference_energies[z]) for z in elements},
+        energy_shift=float(np.mean(per_atom)),
+        force_scale=force_scale,
+        avg_num_neighbors=float(avg_num_neighbors),
+    )

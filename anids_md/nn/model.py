@@ -1,0 +1,132 @@
+"""The force field: element embedding, equivariant interaction blocks, an energy head
+(forces by autograd) and a per-atom vector head (the denoising head)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from e3nn import o3
+from torch import nn
+
+from ..data.graph import AtomicGraph
+from .interaction import InteractionBlock, fit_components
+from .radial import BesselBasis, PolynomialCutoff
+
+
+@dataclass
+class ModelConfig:
+    """Architecture hyperparameters; stored in every checkpoint."""
+
+    elements: list[int] = field(default_factory=lambda: [1, 6, 7, 8])  # atomic numbers known
+    cutoff: float = 5.0  # Å
+    channels: int = 32
+    lmax: int = 2  # highest degree of the features and spherical harmonics
+    layers: int = 2
+    n_radial: int = 8
+    radial_hidden: int = 32
+    readout_hidden: int = 32
+    avg_num_neighbors: float = 10.0  # divides summed messages
+    # Normalisation: E = sum_i [force_scale * e_i + energy_shift + E0(Z_i)]  (eV)
+    force_scale: float = 1.0  # eV/Å
+    energy_shift: float = 0.0  # eV per atom
+    reference_energies: dict[int, float] = field(default_factory=dict)  # eV per element
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["reference_energies"] = {str(z): e for z, e in self.reference_energies.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model settings {sorted(unknown)}")
+        d = dict(d)
+        d["reference_energies"] = {int(z): float(e) for z, e in d.get("reference_energies", {}).items()}
+        return cls(**d)
+
+
+class ForceField(nn.Module):
+    """E(3)-equivariant message-passing potential. Energies in eV, forces in eV/Å."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        index = torch.full((119,), -1, dtype=torch.long)
+        index[torch.tensor(c.elements)] = torch.arange(len(c.elements))
+        self.register_buffer("element_index", index, persistent=False)
+        self.register_buffer("reference_energies", self._reference_energy_table(), persistent=False)
+
+        self.embedding = nn.Embedding(len(c.elements), c.channels)
+        self.radial_basis = BesselBasis(c.cutoff, c.n_radial)
+        self.envelope = PolynomialCutoff(c.cutoff)
+        self.radial_mlp = nn.Sequential(nn.Linear(c.n_radial, c.radial_hidden), nn.SiLU())  # shared by blocks
+        self.blocks = nn.ModuleList(InteractionBlock(c.channels, c.lmax, c.radial_hidden) for _ in range(c.layers))
+        self.energy_head = nn.Sequential(nn.Linear(c.channels, c.readout_hidden), nn.SiLU(), nn.Linear(c.readout_hidden, 1))
+        self.vector_head = nn.Linear(c.channels, 1, bias=False)  # acts on degree-1 features only
+
+    def _reference_energy_table(self) -> torch.Tensor:
+        c = self.config
+        return torch.tensor([c.reference_energies.get(z, 0.0) for z in c.elements], dtype=torch.float64)
+
+    def _apply(self, fn, recurse=True):
+        # Keep reference energies in float64 whatever dtype the network is cast to.
+        super()._apply(fn, recurse)
+        self.reference_energies = self._reference_energy_table().to(self.element_index.device)
+        return self
+
+    def element_indices(self, numbers: torch.Tensor) -> torch.Tensor:
+        idx = self.element_index[numbers]
+        if bool((idx < 0).any()):
+            unknown = sorted({int(z) for z in numbers[idx < 0]})
+            raise ValueError(f"the model does not know elements with atomic numbers {unknown}; it knows {self.config.elements}")
+        return idx
+
+    def features(self, graph: AtomicGraph, node_features: torch.Tensor | None = None) -> torch.Tensor:
+        """Final per-atom features (D, N, C), D = (lmax+1)^2. `node_features` (D, N, C), if given,
+        is added to the initial embedding (force encoding in denoising fine-tuning)."""
+        species = self.element_indices(graph.numbers)
+        i, j = graph.edge_index
+        vectors = graph.positions[j] - graph.positions[i] + graph.shifts
+        r = vectors.norm(dim=-1)
+        sh = o3.spherical_harmonics(list(range(self.config.lmax + 1)), vectors, normalize=True, normalization="component")
+        sh = sh.T.unsqueeze(-1)  # (D, E, 1)
+        radial = self.radial_mlp(self.radial_basis(r))
+        envelope = self.envelope(r)
+        x = self.embedding(species).unsqueeze(0)  # (1, N, C): scalars only
+        if node_features is not None:
+            x = fit_components(x, len(node_features)) + node_features
+        inv_avg = 1.0 / self.config.avg_num_neighbors
+        for block in self.blocks:
+            x = block(x, graph.edge_index, sh, radial, envelope, inv_avg)
+        return x
+
+    def atomic_energies(self, graph: AtomicGraph, x: torch.Tensor) -> torch.Tensor:
+        """Per-atom energies (eV, float64) from final features. The network's output is small
+        and keeps the model's dtype; adding the large reference energies in float64 keeps
+        totals of -10^4 eV exact to well below a meV even for float32 models."""
+        species = self.element_indices(graph.numbers)
+        e = self.energy_head(x[0]).squeeze(-1)  # x[0]: scalars
+        c = self.config
+        return (c.force_scale * e + c.energy_shift).double() + self.reference_energies[species]
+
+    def forward(self, graph: AtomicGraph, compute_forces: bool = True, training: bool = False, node_features=None) -> dict:
+        """Returns `energy` (n_structures,) eV and `energies` (N,) eV per atom, both float64;
+        `forces` (N, 3) eV/Å
+        and `vectors` (N, 3), the vector head's output. `training` keeps the graph for a
+        second derivative (force loss)."""
+        positions = graph.positions
+        if compute_forces and not positions.requires_grad:
+            positions = positions.detach().requires_grad_(True)
+            graph = AtomicGraph(**{**graph.__dict__, "positions": positions})
+        x = self.features(graph, node_features)
+        energies = self.atomic_energies(graph, x)
+        energy = energies.new_zeros(graph.n_structures).index_add(0, graph.batch, energies)
+        out = {"energy": energy, "energies": energies, "vectors": self.vector_head(x[1:4]).squeeze(-1).T}
+        if compute_forces:
+            (gradient,) = torch.autograd.grad(energy.sum(), positions, create_graph=training)
+            out["forces"] = -gradient
+        return out

@@ -1,0 +1,45 @@
+"""Resumable training state without pickle: tensors (model, EMA, optimiser moments) in
+safetensors, everything else (step, epoch, best score, optimiser hyperparameters) in JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+
+def save_state(path: Path, model, ema, optimizer, progress: dict) -> None:
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"ema.{k}": v for k, v in ema.model.state_dict().items()})
+    optim = optimizer.state_dict()
+    for index, state in optim["state"].items():
+        for name, value in state.items():
+            tensors[f"optim.{index}.{name}"] = torch.as_tensor(value)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    meta = {"progress": progress, "param_groups": optim["param_groups"], "ema_updates": ema.updates}
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={"state": json.dumps(meta)})
+    os.replace(tmp, path)  # atomic: an interruption never leaves half a state
+
+
+def load_state(path: Path, model, ema, optimizer) -> dict:
+    """Restore tensors into `model`, `ema` and `optimizer`; return the saved progress dict."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        meta = json.loads(handle.metadata()["state"])
+    tensors = load_file(str(path))
+    device = next(model.parameters()).device
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    ema.model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    ema.updates = meta["ema_updates"]
+    state: dict = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value if name == "step" else value.to(device)
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    return meta["progress"]

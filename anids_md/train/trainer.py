@@ -1,0 +1,239 @@
+"""The training loop: energy + force supervision, AdamW, warm-up + cosine, EMA, gradient
+clipping, validation every epoch, best-on-validation selection, early stopping and resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..checkpoint import save_checkpoint
+from ..data import (
+    collate,
+    compute_statistics,
+    graph_from_atoms,
+    protocol_split,
+    random_split,
+    read_isolated_atom_energies,
+    read_structures,
+)
+from ..evaluation import error_metrics, evaluate, predict
+from ..nn import ForceField
+from .config import TrainConfig, config_to_dict
+from .ema import ExponentialMovingAverage
+from .losses import energy_force_loss
+from .schedule import warmup_cosine
+from .state import load_state, save_state
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class Datasets:
+    train: list
+    valid: list
+    train_indices: np.ndarray
+    valid_indices: np.ndarray
+
+
+def load_datasets(config: TrainConfig) -> Datasets:
+    d = config.data
+    structures = read_structures(d.train, energy_unit=d.energy_unit, labels=d.labels)
+    if d.protocol:
+        train_idx, valid_idx = protocol_split(d.protocol, len(structures), config.seed)
+    else:
+        train_idx, valid_idx = random_split(len(structures), d.n_valid, config.seed)
+        if d.n_train is not None:
+            train_idx = train_idx[: d.n_train]
+    return Datasets([structures[i] for i in train_idx], [structures[i] for i in valid_idx], train_idx, valid_idx)
+
+
+def prepare_model_config(config: TrainConfig, train_structures) -> None:
+    """Fill the model's normalisation (elements, E0s, shift, scale, neighbours) from training data."""
+    cutoff = config.model.cutoff
+    graphs = [graph_from_atoms(a, cutoff) for a in train_structures]
+    avg_neighbors = float(np.mean([g.edge_index.shape[1] / g.n_atoms for g in graphs]))
+    e0 = read_isolated_atom_energies(config.data.reference_energies) if config.data.reference_energies else None
+    stats = compute_statistics(train_structures, avg_neighbors, e0)
+    m = config.model
+    m.elements = sorted(set(m.elements) | set(stats.elements))
+    m.reference_energies = {**{z: 0.0 for z in m.elements}, **stats.reference_energies}
+    m.energy_shift, m.force_scale, m.avg_num_neighbors = stats.energy_shift, stats.force_scale, stats.avg_num_neighbors
+
+
+def describe_training_data(config: TrainConfig, data: Datasets) -> dict:
+    d = config.data
+    return {
+        "train_file": str(d.train),
+        "protocol": d.protocol,
+        "labels": d.labels,
+        "n_train": len(data.train),
+        "n_valid": len(data.valid),
+        "train_indices": [int(i) for i in data.train_indices] if len(data.train_indices) <= 100 else f"{len(data.train_indices)} frames, seed {config.seed}",
+        "formulae": sorted({a.get_chemical_formula() for a in data.train}),
+        "seed": config.seed,
+        "description": config.description,
+    }
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, progress: bool = True):
+        self.config, self.progress = config, progress
+        torch.manual_seed(config.seed)
+        self.device, self.dtype = resolve_device(config.device), DTYPES[config.dtype]
+        self.data = load_datasets(config)
+        prepare_model_config(config, self.data.train)
+        cutoff = config.model.cutoff
+        self.train_graphs = [graph_from_atoms(a, cutoff, with_labels=True).to(self.device) for a in self.data.train]
+        self.valid_graphs = [graph_from_atoms(a, cutoff, with_labels=True).to(self.device) for a in self.data.valid]
+        self.model = ForceField(config.model).to(self.device, self.dtype)
+        o = config.optim
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        self.ema = ExponentialMovingAverage(self.model, o.ema_decay)
+        steps_per_epoch = math.ceil(len(self.train_graphs) / o.batch_size)
+        self.total_steps = o.max_steps or o.epochs * steps_per_epoch
+        self.run_dir = config.run_dir
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.state_path = self.run_dir / "state.safetensors"
+        self.best_path = self.run_dir / "best.safetensors"
+        self.progress_state = {"step": 0, "epoch": 0, "best_valid": float("inf"), "epochs_since_best": 0, "wall_s": 0.0}
+
+    def training_metadata(self) -> dict:
+        return {**describe_training_data(self.config, self.data), "config": config_to_dict(self.config)}
+
+    def set_learning_rate(self, step: int) -> float:
+        o = self.config.optim
+        lr = o.lr * warmup_cosine(step, self.total_steps, o.warmup_steps, o.min_lr_ratio)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def train_epoch(self, epoch: int) -> dict:
+        o = self.config.optim
+        self.model.train()
+        order = np.random.default_rng([self.config.seed, epoch]).permutation(len(self.train_graphs))
+        sums, n = {"loss": 0.0, "energy": 0.0, "forces": 0.0}, 0
+        for start in range(0, len(order), o.batch_size):
+            if self.progress_state["step"] >= self.total_steps:
+                break
+            batch = collate([self.train_graphs[i] for i in order[start : start + o.batch_size]]).to(dtype=self.dtype)
+            self.set_learning_rate(self.progress_state["step"])
+            losses = energy_force_loss(self.model, batch, o.energy_weight, o.forces_weight)
+            self.optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), o.grad_clip)
+            self.optimizer.step()
+            self.ema.update(self.model)
+            self.progress_state["step"] += 1
+            for k in sums:
+                sums[k] += float(losses[k].detach())
+            n += 1
+        return {k: v / max(n, 1) for k, v in sums.items()}
+
+    def validate(self) -> dict:
+        energy, forces = predict(self.ema.model, self.valid_graphs)
+        ref_e = [float(g.energy) for g in self.valid_graphs]
+        ref_f = [g.forces.cpu().numpy() for g in self.valid_graphs]
+        metrics = error_metrics(energy, forces, ref_e, ref_f)
+        o, scale = self.config.optim, self.config.model.force_scale * 1000.0
+        # Same weighting as training, in normalised units, from RMSEs.
+        metrics["loss"] = o.energy_weight * (metrics["energy_rmse_meV"] / scale) ** 2 + o.forces_weight * (metrics["forces_rmse_meV_per_A"] / scale) ** 2
+        return metrics
+
+    def resume_if_possible(self) -> bool:
+        if not self.state_path.exists():
+            return False
+        self.progress_state = load_state(self.state_path, self.model, self.ema, self.optimizer)
+        return True
+
+    def fit(self) -> dict:
+        """Train until the step budget or early stopping; returns a summary dict."""
+        resumed = self.resume_if_possible()
+        p = self.progress_state
+        log_path = self.run_dir / "log.csv"
+        fields = ["epoch", "step", "lr", "train_loss", "valid_loss", "valid_energy_mae_meV", "valid_forces_mae_meV_per_A", "wall_s"]
+        if not resumed or not log_path.exists():
+            with open(log_path, "w", newline="") as handle:
+                csv.writer(handle).writerow(fields)
+        writer = _tensorboard(self.run_dir)
+        o = self.config.optim
+        bar = tqdm(total=self.total_steps, initial=p["step"], disable=not self.progress, desc=self.config.name, unit="step")
+        while p["step"] < self.total_steps and p["epochs_since_best"] < o.patience:
+            start = time.perf_counter()
+            train = self.train_epoch(p["epoch"])
+            valid = self.validate()
+            p["epoch"] += 1
+            p["wall_s"] += time.perf_counter() - start
+            improved = valid["loss"] < p["best_valid"]
+            if improved:
+                p["best_valid"], p["epochs_since_best"] = valid["loss"], 0
+                p["best_epoch"], p["best_metrics"] = p["epoch"], valid
+                save_checkpoint(self.ema.model, self.best_path, training=self.training_metadata())
+            else:
+                p["epochs_since_best"] += 1
+            row = [p["epoch"], p["step"], self.optimizer.param_groups[0]["lr"], train["loss"], valid["loss"],
+                   valid["energy_mae_meV"], valid["forces_mae_meV_per_A"], round(p["wall_s"], 2)]
+            with open(log_path, "a", newline="") as handle:
+                csv.writer(handle).writerow(row)
+            if writer is not None:
+                for name, value in zip(fields[2:-1], row[2:-1]):
+                    writer.add_scalar(name, value, p["step"])
+            save_state(self.state_path, self.model, self.ema, self.optimizer, p)
+            bar.n = p["step"]
+            bar.set_postfix(valid_F_MAE=f"{valid['forces_mae_meV_per_A']:.1f} meV/Å", refresh=True)
+        bar.close()
+        return self.finish()
+
+    def finish(self) -> dict:
+        """Evaluate the best (EMA, validation-selected) weights on the test file and write the
+        final checkpoint `model.safetensors` and `summary.json`."""
+        from ..checkpoint import load_checkpoint
+
+        p = self.progress_state
+        model, _ = load_checkpoint(self.best_path, device=self.device, dtype=self.dtype)
+        summary = {
+            "name": self.config.name,
+            "steps": p["step"],
+            "epochs": p["epoch"],
+            "best_epoch": p.get("best_epoch"),
+            "train_wall_s": round(p["wall_s"], 1),
+            "valid": p.get("best_metrics"),
+            "device": str(self.device),
+            "dtype": self.config.dtype,
+            "torch_threads": torch.get_num_threads(),
+        }
+        if self.config.data.test:
+            test = read_structures(self.config.data.test, energy_unit=self.config.data.energy_unit, labels=self.config.data.labels)
+            summary["test_file"] = str(self.config.data.test)
+            summary["test"] = evaluate(model, test)
+        save_checkpoint(model, self.run_dir / "model.safetensors", training=self.training_metadata(), extra={"results": summary})
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
+
+
+def _tensorboard(run_dir):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # TensorBoard is optional
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
+def train(config: TrainConfig, progress: bool = True) -> dict:
+    """Train a force field as `config` says; resumes from `run_dir/state.safetensors` if present."""
+    return Trainer(config, progress).fit()
+
+
+__all__ = ["Trainer", "train"]

@@ -1,0 +1,25 @@
+"""Unit constants. Inside the package: energies in eV, lengths in Å, forces in eV/Å."""
+
+KCAL_PER_MOL_IN_EV = 0.0433641043  # 1 kcal/mol in eV (CODATA 2018 based)
+HARTREE_IN_EV = 27.211386245988
+BOHR_IN_ANGSTROM = 0.529177210903
+EV_IN_MEV = 1000.0
+
+# Unit names accepted by readers, mapped to the factor that converts them to eV.
+ENERGY_UNITS_TO_EV = {
+    "eV": 1.0,
+    "meV": 1e-3,
+    "kcal/mol": KCAL_PER_MOL_IN_EV,
+    "kJ/mol": KCAL_PER_MOL_IN_EV / 4.184,
+    "Hartree": HARTREE_IN_EV,
+}
+
+
+def energy_unit_factor(unit: str) -> float:
+    """Factor converting `unit` to eV; a clear error for an unknown unit."""
+    try:
+        return ENERGY_UNITS_TO_EV[unit]
+    except KeyError:
+        raise ValueError(
+            f"unknown energy unit {unit!r}; choose one of {sorted(ENERGY_UNITS_TO_EV)}"
+        ) from None

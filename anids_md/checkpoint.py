@@ -98,8 +98,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype:
     metadata = read_metadata(path)
     try:
         config = ModelConfig.from_dict(metadata["model"])
-        model = ForceField(config)
         tensors = load_file(str(path))
+        stored = next((t.dtype for t in tensors.values() if t.is_floating_point()), torch.float32)
+        model = ForceField(config).to(stored)  # load at full stored precision, then cast
         model.load_state_dict(tensors, strict=True)
     except (KeyError, TypeError, RuntimeError, SafetensorError, ValueError) as error:
         raise CheckpointError(f"{path}: weights do not match the model in its metadata ({error})") from None

@@ -1,0 +1,152 @@
+"""The `anids-md` command: one subcommand per job, thin over the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def cmd_train(args) -> None:
+    from .train import load_config, train
+
+    config = load_config(args.config, args.overrides)
+    summary = train(config, progress=not args.quiet)
+    print(f"model: {config.run_dir / 'model.safetensors'}")
+    _print_metrics("validation (best epoch)", summary["valid"])
+    if "test" in summary:
+        _print_metrics(f"test ({summary['test_file']})", summary["test"])
+
+
+def _print_metrics(title: str, m: dict) -> None:
+    print(f"{title}: {m['n_structures']} structures")
+    print(f"  energy MAE {m['energy_mae_meV']:.2f} meV   RMSE {m['energy_rmse_meV']:.2f} meV")
+    print(f"  forces MAE {m['forces_mae_meV_per_A']:.2f} meV/Å RMSE {m['forces_rmse_meV_per_A']:.2f} meV/Å")
+
+
+def cmd_evaluate(args) -> None:
+    from .checkpoint import load_checkpoint
+    from .data import read_structures
+    from .evaluation import evaluate
+
+    model, _ = load_checkpoint(args.checkpoint, device=args.device, dtype=_dtype(args.dtype))
+    frames = slice(None) if args.frames is None else slice(0, args.frames)
+    metrics = evaluate(model, read_structures(args.data, frames=frames, energy_unit=args.energy_unit))
+    _print_metrics(str(args.data), metrics)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"checkpoint": str(args.checkpoint), "data": str(args.data), **metrics}, handle, indent=2)
+
+
+def _dtype(name):
+    import torch
+
+    return {None: None, "float32": torch.float32, "float64": torch.float64}[name]
+
+
+def _read_one(path):
+    from ase.io import read
+
+    from .data import check_structure
+
+    atoms = read(path)
+    check_structure(atoms, str(path))
+    atoms.calc = None
+    return atoms
+
+
+def cmd_optimize(args) -> None:
+    from ase.io import write
+
+    from .calculator import AniDSCalculator
+    from .simulate import optimize
+
+    atoms = _read_one(args.input)
+    atoms.calc = AniDSCalculator(args.checkpoint, device=args.device, dtype=args.dtype)
+    start = atoms.get_potential_energy()
+    result = optimize(atoms, fmax=args.fmax, optimizer=args.optimizer, steps=args.steps, logfile="-" if args.verbose else None)
+    write(args.output, atoms, format="extxyz")
+    state = "converged" if result.converged else "NOT converged"
+    print(f"{args.optimizer} {state} in {result.steps} steps: max |F| {result.fmax_eV_per_A:.4f} eV/Å")
+    print(f"energy {start:.4f} eV -> {atoms.get_potential_energy():.4f} eV; wrote {args.output}")
+    if not result.converged:
+        sys.exit(1)
+
+
+def cmd_md(args) -> None:
+    from .calculator import AniDSCalculator
+    from .simulate import run_md
+
+    atoms = _read_one(args.input)
+    atoms.calc = AniDSCalculator(args.checkpoint, device=args.device, dtype=args.dtype)
+    report = run_md(atoms, args.ensemble, args.temperature, args.timestep, args.steps, trajectory=args.output,
+                    interval=args.interval, friction_per_fs=args.friction, seed=args.seed, progress=True)
+    print(f"{args.ensemble.upper()} {args.steps} steps of {args.timestep} fs ({args.steps * args.timestep / 1000:.3f} ps); wrote {args.output}")
+    print(f"mean temperature {report.mean_temperature_K:.1f} K")
+    if args.ensemble == "nve":
+        print(f"energy drift {report.drift_meV_per_atom_per_ps:+.4f} meV/atom/ps")
+
+
+def cmd_demo(args) -> None:
+    from .demo import run_demo
+
+    run_demo(args.model, steps=args.steps)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="anids-md", description="Force fields trained with learned-noise denoising (eV, Å).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a force field from a YAML config")
+    p.add_argument("--config", required=True, help="YAML file (see training/configs)")
+    p.add_argument("overrides", nargs="*", help="section.key=value, e.g. optim.lr=1e-3 data.train=FILE")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("evaluate", help="energy and force errors of a checkpoint on labelled data")
+    p.add_argument("checkpoint", help="checkpoint file or shipped model name")
+    p.add_argument("data", help="rMD17 npz or a file ASE reads, with energies and forces")
+    p.add_argument("--json", help="write the metrics to this JSON file")
+    p.add_argument("--frames", type=int, help="use only the first N frames")
+    p.add_argument("--energy-unit", help="unit of energies in non-npz files (default eV)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float64")
+    p.set_defaults(run=cmd_evaluate)
+
+    for name, helptext in [("optimize", "relax a structure"), ("md", "run molecular dynamics")]:
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("checkpoint", help="checkpoint file or shipped model name")
+        p.add_argument("input", help="structure file ASE reads")
+        p.add_argument("-o", "--output", required=True, help="output extxyz file")
+        p.add_argument("--device", default="cpu")
+        p.add_argument("--dtype", choices=["float32", "float64"], default=None)
+    p = sub.choices["optimize"]
+    p.add_argument("--fmax", type=float, default=0.01, help="force convergence, eV/Å")
+    p.add_argument("--optimizer", choices=["BFGS", "LBFGS", "FIRE"], default="BFGS")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--verbose", action="store_true")
+    p.set_defaults(run=cmd_optimize)
+    p = sub.choices["md"]
+    p.add_argument("--ensemble", choices=["nve", "langevin"], default="nve")
+    p.add_argument("--temperature", type=float, default=300.0, help="K (initial velocities; Langevin target)")
+    p.add_argument("--timestep", type=float, default=0.5, help="fs")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--interval", type=int, default=10, help="steps between recorded frames")
+    p.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=cmd_md)
+
+    p = sub.add_parser("demo", help="optimise ethanol and run a short NVE MD with a shipped model")
+    p.add_argument("--model", default="rmd17-ethanol")
+    p.add_argument("--steps", type=int, default=2000, help="MD steps of 0.5 fs")
+    p.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()

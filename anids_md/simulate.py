@@ -1,0 +1,112 @@
+"""Geometry optimisation and molecular dynamics with ASE, and reports on them
+(energy drift in meV/atom/ps, temperature)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms, units
+
+OPTIMIZERS = ("BFGS", "LBFGS", "FIRE")
+
+
+@dataclass
+class OptimizationResult:
+    converged: bool
+    steps: int
+    energies_eV: list[float]
+    fmax_eV_per_A: float
+
+
+def optimize(atoms: Atoms, fmax: float = 0.01, optimizer: str = "BFGS", steps: int = 1000, logfile=None) -> OptimizationResult:
+    """Relax `atoms` in place with its calculator until max |F| < fmax (eV/Å)."""
+    import ase.optimize
+
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {OPTIMIZERS}")
+    if atoms.calc is None:
+        raise ValueError("atoms have no calculator: set atoms.calc = AniDSCalculator(...) first")
+    energies = []
+    opt = getattr(ase.optimize, optimizer)(atoms, logfile=logfile)
+    opt.attach(lambda: energies.append(atoms.get_potential_energy()))
+    converged = bool(opt.run(fmax=fmax, steps=steps))
+    return OptimizationResult(converged, opt.get_number_of_steps(), energies, float(np.abs(atoms.get_forces()).max()))
+
+
+@dataclass
+class MDReport:
+    ensemble: str
+    steps: int
+    timestep_fs: float
+    n_atoms: int
+    times_ps: list[float] = field(default_factory=list)
+    total_energies_eV: list[float] = field(default_factory=list)
+    temperatures_K: list[float] = field(default_factory=list)
+
+    @property
+    def drift_meV_per_atom_per_ps(self) -> float:
+        """Slope of a straight-line fit of the total energy against time, per atom."""
+        if len(self.times_ps) < 2:
+            return float("nan")
+        slope = np.polyfit(self.times_ps, self.total_energies_eV, 1)[0]
+        return float(slope * 1000.0 / self.n_atoms)
+
+    @property
+    def mean_temperature_K(self) -> float:
+        return float(np.mean(self.temperatures_K))
+
+
+def run_md(
+    atoms: Atoms,
+    ensemble: str = "nve",
+    temperature_K: float = 300.0,
+    timestep_fs: float = 0.5,
+    steps: int = 1000,
+    trajectory: str | Path | None = None,
+    interval: int = 10,
+    friction_per_fs: float = 0.01,
+    seed: int = 0,
+    progress: bool = False,
+) -> MDReport:
+    """Molecular dynamics from a Maxwell-Boltzmann start at `temperature_K` (no net momentum or
+    rotation). NVE uses velocity Verlet; Langevin thermostats at `temperature_K`. Every
+    `interval` steps the energies are recorded and, if `trajectory` is given, the frame is
+    appended to that extxyz file (energies, forces and velocities included)."""
+    from ase.io import write
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
+    from ase.md.verlet import VelocityVerlet
+    from tqdm.auto import tqdm
+
+    if atoms.calc is None:
+        raise ValueError("atoms have no calculator: set atoms.calc = AniDSCalculator(...) first")
+    rng = np.random.default_rng(seed)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
+    Stationary(atoms)
+    ZeroRotation(atoms)
+    dt = timestep_fs * units.fs
+    if ensemble == "nve":
+        dynamics = VelocityVerlet(atoms, timestep=dt)
+    elif ensemble == "langevin":
+        dynamics = Langevin(atoms, timestep=dt, temperature_K=temperature_K, friction=friction_per_fs / units.fs, rng=rng)
+    else:
+        raise ValueError(f"unknown ensemble {ensemble!r}; choose 'nve' or 'langevin'")
+    report = MDReport(ensemble, steps, timestep_fs, len(atoms))
+    if trajectory is not None:
+        Path(trajectory).unlink(missing_ok=True)
+
+    def record():
+        report.times_ps.append(dynamics.nsteps * timestep_fs / 1000.0)
+        report.total_energies_eV.append(float(atoms.get_total_energy()))
+        report.temperatures_K.append(float(atoms.get_temperature()))
+        if trajectory is not None:
+            write(str(trajectory), atoms, format="extxyz", append=True)
+
+    bar = tqdm(total=steps, disable=not progress, desc=f"MD {ensemble}", unit="step")
+    dynamics.attach(record, interval=interval)
+    dynamics.attach(lambda: bar.update(1) if dynamics.nsteps else None, interval=1)
+    dynamics.run(steps)
+    bar.close()
+    return report

@@ -1,0 +1,63 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ase.build import molecule
+from ase.calculators.emt import EMT
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from anids_md.nn import ForceField, ModelConfig
+
+REPO = Path(__file__).resolve().parents[1]
+RMD17 = Path(os.environ.get("ANIDS_RMD17", REPO.parent / "shared" / "data" / "rmd17"))
+
+
+@pytest.fixture(scope="session")
+def rmd17_dir() -> Path:
+    if not RMD17.is_dir():
+        pytest.fail(f"rMD17 data not found at {RMD17}; set ANIDS_RMD17 to its folder")
+    return RMD17
+
+
+def tiny_config(**overrides) -> ModelConfig:
+    values = dict(
+        elements=[1, 6, 8], cutoff=4.0, channels=8, lmax=2, layers=2, n_radial=6, radial_hidden=16,
+        readout_hidden=8, avg_num_neighbors=8.0, force_scale=1.3, energy_shift=-0.2,
+        reference_energies={1: -13.6, 6: -1025.3, 8: -2035.6},
+    )
+    values.update(overrides)
+    return ModelConfig(**values)
+
+
+@pytest.fixture
+def tiny_model() -> ForceField:
+    torch.manual_seed(0)
+    model = ForceField(tiny_config()).double()
+    # Random, not-small weights everywhere so that every path contributes to the tests.
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return model.eval()
+
+
+@pytest.fixture
+def ethanol():
+    atoms = molecule("CH3CH2OH")
+    atoms.positions += np.random.default_rng(0).normal(0, 0.05, atoms.positions.shape)
+    return atoms
+
+
+def emt_frames(n: int, seed: int = 0, noise: float = 0.08):
+    """Perturbed ethanol frames labelled with ASE's EMT: data the tests make themselves."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for _ in range(n):
+        atoms = molecule("CH3CH2OH")
+        atoms.positions += rng.normal(0, noise, atoms.positions.shape)
+        atoms.calc = EMT()
+        e, f = atoms.get_potential_energy(), atoms.get_forces()
+        atoms.calc = SinglePointCalculator(atoms, energy=e, forces=f)
+        frames.append(atoms)
+    return frames

@@ -1,0 +1,132 @@
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.io import write
+
+from anids_md.data import (
+    collate,
+    compute_statistics,
+    fit_reference_energies,
+    graph_from_atoms,
+    protocol_split,
+    read_isolated_atom_energies,
+    read_rmd17,
+    read_structures,
+)
+from anids_md.units import KCAL_PER_MOL_IN_EV
+
+from .conftest import emt_frames
+
+
+def test_rmd17_reader_converts_kcal_to_ev(rmd17_dir):
+    path = rmd17_dir / "rmd17_ethanol_test_01.npz"
+    raw = np.load(path)
+    frames = read_rmd17(path, frames=[0, 7])
+    assert frames[1].get_potential_energy() == pytest.approx(raw["energies"][7] * 0.0433641, rel=1e-6)
+    np.testing.assert_allclose(frames[1].get_forces(), raw["forces"][7] * 0.0433641, rtol=1e-6)
+    np.testing.assert_array_equal(frames[0].numbers, raw["nuclear_charges"])
+    np.testing.assert_allclose(frames[0].positions, raw["coords"][0])
+    # The published conversion: 1 kcal/mol = 43.3641 meV.
+    assert KCAL_PER_MOL_IN_EV * 1000 == pytest.approx(43.3641, abs=1e-4)
+
+
+def test_rmd17_reader_original_md17_labels(rmd17_dir):
+    path = rmd17_dir / "rmd17_ethanol_test_01.npz"
+    raw = np.load(path)
+    (frame,) = read_rmd17(path, frames=[3], labels="md17")
+    assert frame.get_potential_energy() == pytest.approx(raw["old_energies"][3] * KCAL_PER_MOL_IN_EV, rel=1e-9)
+    np.testing.assert_allclose(frame.get_forces(), raw["old_forces"][3] * KCAL_PER_MOL_IN_EV)
+    with pytest.raises(ValueError, match="labels"):
+        read_rmd17(path, labels="dft")
+
+
+def test_extxyz_reader_and_energy_unit(tmp_path):
+    frames = emt_frames(3)
+    path = tmp_path / "frames.extxyz"
+    write(path, frames)
+    back = read_structures(path)
+    assert back[2].get_potential_energy() == pytest.approx(frames[2].get_potential_energy())
+    np.testing.assert_allclose(back[2].get_forces(), frames[2].get_forces(), atol=1e-7)  # extxyz keeps 8 decimals
+    in_kcal = read_structures(path, energy_unit="kcal/mol")
+    assert in_kcal[0].get_potential_energy() == pytest.approx(frames[0].get_potential_energy() * KCAL_PER_MOL_IN_EV)
+    with pytest.raises(ValueError, match="unknown energy unit"):
+        read_structures(path, energy_unit="kcal")
+
+
+def test_isolated_atom_energies(rmd17_dir):
+    e0 = read_isolated_atom_energies(rmd17_dir / "isolated_atoms_pbe_def2svp.xyz")
+    assert set(e0) == {1, 6, 7, 8}
+    assert e0[1] == pytest.approx(-13.568422383046626)
+
+
+def test_bad_structures_raise_clear_errors(tmp_path):
+    bad = Atoms("CO", positions=[[0, 0, 0], [np.nan, 0, 0]])
+    path = tmp_path / "nan.xyz"
+    write(path, bad)
+    with pytest.raises(ValueError, match="non-finite"):
+        read_structures(path)
+    unknown = Atoms("XC", positions=[[0, 0, 0], [1.2, 0, 0]])
+    write(tmp_path / "x.xyz", unknown)
+    with pytest.raises(ValueError, match="unknown element"):
+        read_structures(tmp_path / "x.xyz")
+    with pytest.raises(FileNotFoundError):
+        read_structures(tmp_path / "missing.xyz")
+
+
+def test_neighbour_list_matches_brute_force(ethanol):
+    graph = graph_from_atoms(ethanol, cutoff=2.0)
+    d = ethanol.get_all_distances()
+    expected = {(i, j) for i in range(len(d)) for j in range(len(d)) if i != j and d[i, j] < 2.0}
+    assert set(map(tuple, graph.edge_index.T.tolist())) == expected
+
+
+def test_collate_offsets_edges(ethanol):
+    a, b = graph_from_atoms(ethanol, 3.0), graph_from_atoms(ethanol[:5], 3.0)
+    batch = collate([a, b])
+    assert batch.n_structures == 2 and batch.n_atoms == 14
+    assert torch.equal(batch.edge_index[:, a.edge_index.shape[1] :], b.edge_index + 9)
+    assert batch.batch.tolist() == [0] * 9 + [1] * 5
+
+
+def test_least_squares_reference_energies_recover_known_values():
+    true = {1: -0.5, 6: -37.8, 8: -75.0}
+    structures = []
+    for formula in ["H2O", "CH4", "CO2", "C2H6O", "O2"]:
+        atoms = Atoms(formula)
+        from ase.calculators.singlepoint import SinglePointCalculator
+
+        energy = sum(true[z] for z in atoms.numbers)
+        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=np.zeros((len(atoms), 3)))
+        structures.append(atoms)
+    fitted = fit_reference_energies(structures, [1, 6, 8])
+    for z in true:
+        assert fitted[z] == pytest.approx(true[z], abs=1e-9)
+
+
+def test_statistics_and_wrong_units(tmp_path):
+    frames = emt_frames(5)
+    stats = compute_statistics(frames, avg_num_neighbors=8.0)
+    forces = np.concatenate([a.get_forces().ravel() for a in frames])
+    assert stats.force_scale == pytest.approx(np.sqrt(np.mean(forces**2)))
+    assert stats.elements == [1, 6, 8]
+    # Forces 23x too large (kcal/mol/Å read as eV/Å) are refused with a hint.
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    for a in frames:
+        a.calc = SinglePointCalculator(a, energy=a.get_potential_energy(), forces=a.get_forces() * 200)
+    with pytest.raises(ValueError, match="implausible"):
+        compute_statistics(frames, avg_num_neighbors=8.0)
+
+
+def test_protocol_splits_are_reproducible():
+    train, valid = protocol_split("rmd17-50", 1000)
+    assert train.tolist() == list(range(50)) and valid.tolist() == list(range(50, 100))
+    t1, v1 = protocol_split("rmd17-1000", 1000, seed=3)
+    t2, v2 = protocol_split("rmd17-1000", 1000, seed=3)
+    assert len(t1) == 950 and len(v1) == 50 and not set(t1) & set(v1)
+    assert np.array_equal(t1, t2) and np.array_equal(v1, v2)
+    with pytest.raises(ValueError, match="unknown protocol"):
+        protocol_split("rmd17-10", 1000)
+    with pytest.raises(ValueError, match="needs 1000 frames"):
+        protocol_split("rmd17-1000", 100)

@@ -1,0 +1,76 @@
+import csv
+
+import numpy as np
+import pytest
+from ase.io import write
+
+from anids_md.checkpoint import load_checkpoint
+from anids_md.evaluation import evaluate
+from anids_md.train import Trainer, load_config, train
+
+from .conftest import emt_frames
+
+TINY_MODEL = ["model.channels=8", "model.layers=2", "model.lmax=1", "model.cutoff=4.0", "model.radial_hidden=16", "model.readout_hidden=8"]
+
+
+@pytest.fixture
+def frames_file(tmp_path):
+    path = tmp_path / "emt.extxyz"
+    write(path, emt_frames(24))
+    return path
+
+
+def tiny_run(tmp_path, frames_file, *extra):
+    return load_config(None, [f"output_dir={tmp_path / 'runs'}", "name=tiny", f"data.train={frames_file}",
+                              "data.protocol=null", "data.n_valid=4", "optim.batch_size=4", "optim.warmup_steps=2",
+                              "optim.lr=0.01", *TINY_MODEL, *extra])
+
+
+def test_training_lowers_the_loss_and_writes_outputs(tmp_path, frames_file):
+    config = tiny_run(tmp_path, frames_file, "optim.epochs=12", f"data.test={frames_file}")
+    summary = train(config, progress=False)
+    run = config.run_dir
+    rows = list(csv.DictReader(open(run / "log.csv")))
+    assert len(rows) == 12
+    losses = [float(r["train_loss"]) for r in rows]
+    assert np.mean(losses[-3:]) < 0.5 * losses[0]
+    for name in ("best.safetensors", "model.safetensors", "state.safetensors", "summary.json"):
+        assert (run / name).exists()
+    model, metadata = load_checkpoint(run / "model.safetensors")
+    assert metadata["training"]["n_train"] == 20 and metadata["results"]["test"]["n_structures"] == 24
+    assert summary["test"]["forces_mae_meV_per_A"] == pytest.approx(
+        evaluate(model, emt_frames(24))["forces_mae_meV_per_A"], rel=1e-4)
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, frames_file, monkeypatch):
+    extra = ("optim.epochs=4",)
+    reference = train(tiny_run(tmp_path / "a", frames_file, *extra), progress=False)
+
+    calls = {"n": 0}
+    original = Trainer.validate
+
+    def interrupted(self):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # killed during the third epoch's validation
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "validate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_run(tmp_path / "b", frames_file, *extra), progress=False)
+    monkeypatch.setattr(Trainer, "validate", original)
+    rows = list(csv.DictReader(open(tmp_path / "b" / "runs" / "tiny" / "log.csv")))
+    assert [int(r["step"]) for r in rows] == [5, 10]
+    resumed = train(tiny_run(tmp_path / "b", frames_file, *extra), progress=False)
+    rows = list(csv.DictReader(open(tmp_path / "b" / "runs" / "tiny" / "log.csv")))
+    assert [int(r["step"]) for r in rows] == [5, 10, 15, 20]
+    assert resumed["valid"]["forces_mae_meV_per_A"] == pytest.approx(reference["valid"]["forces_mae_meV_per_A"], rel=1e-9)
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown keys"):
+        load_config(None, ["optim.learning_rate=1"])
+    with pytest.raises(ValueError, match="key=value"):
+        load_config(None, ["optim.lr"])
+    config = load_config("training/configs/rmd17-50.yaml", ["optim.lr=0.001", "model.channels=16"])
+    assert config.optim.lr == 0.001 and config.model.channels == 16 and config.data.protocol == "rmd17-50"

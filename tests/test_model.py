@@ -95,10 +95,10 @@ def test_float32_energy_keeps_large_reference_energies_exact(ethanol):
     assert abs(e32.item() - e64) < 1e-4  # float32 alone would round -4.2e3 eV to ~5e-4 eV
 
 
-@pytest.mark.parametrize("lmax", [1, 3])
-def test_other_degrees_stay_equivariant(ethanol, lmax):
+@pytest.mark.parametrize("lmax, correlation", [(1, 2), (3, 2), (2, 3)])
+def test_other_architectures_stay_equivariant(ethanol, lmax, correlation):
     torch.manual_seed(1)
-    model = ForceField(tiny_config(lmax=lmax, layers=3)).double().eval()
+    model = ForceField(tiny_config(lmax=lmax, layers=3, correlation=correlation)).double().eval()
     rotation = Rotation.random(random_state=4).as_matrix()
     moved = ethanol.copy()
     moved.positions = ethanol.positions @ rotation.T

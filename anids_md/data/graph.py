@@ -74,13 +74,14 @@ def graph_from_atoms(atoms: Atoms, cutoff: float, with_labels: bool = False) -> 
 def collate(graphs: list[AtomicGraph]) -> AtomicGraph:
     """Join graphs into one batch (edge indices offset, `batch` numbering the structures)."""
     offsets = np.cumsum([0] + [g.n_atoms for g in graphs[:-1]])
+    device = graphs[0].positions.device
     labelled = all(g.energy is not None for g in graphs)
     return AtomicGraph(
         positions=torch.cat([g.positions for g in graphs]),
         numbers=torch.cat([g.numbers for g in graphs]),
         edge_index=torch.cat([g.edge_index + int(o) for g, o in zip(graphs, offsets)], dim=1),
         shifts=torch.cat([g.shifts for g in graphs]),
-        batch=torch.cat([torch.full((g.n_atoms,), k, dtype=torch.long) for k, g in enumerate(graphs)]),
+        batch=torch.cat([torch.full((g.n_atoms,), k, dtype=torch.long, device=device) for k, g in enumerate(graphs)]),
         n_structures=len(graphs),
         energy=torch.cat([g.energy for g in graphs]) if labelled else None,
         forces=torch.cat([g.forces for g in graphs]) if labelled else None,

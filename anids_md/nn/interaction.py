@@ -35,21 +35,22 @@ def degree_of_component(lmax: int) -> torch.Tensor:
     return torch.cat([torch.full((2 * l + 1,), l) for l in range(lmax + 1)])
 
 
-def product_paths(lmax: int) -> list[tuple[int, int, int]]:
-    """Couplings (l1 <= l2) -> l3 of a symmetric product, allowed by the triangle rule and parity."""
+def product_paths(lmax: int, symmetric: bool = True) -> list[tuple[int, int, int]]:
+    """Couplings (l1, l2) -> l3 allowed by the triangle rule and parity; for the product of a
+    tensor with itself (`symmetric`) only l1 <= l2, as (l2, l1) gives the same result."""
     return [
         (l1, l2, l3)
         for l3 in range(lmax + 1)
         for l1 in range(lmax + 1)
-        for l2 in range(l1, lmax + 1)
+        for l2 in range(l1 if symmetric else 0, lmax + 1)
         if abs(l1 - l2) <= l3 <= l1 + l2 and (l1 + l2 + l3) % 2 == 0
     ]
 
 
-def product_coefficients(lmax: int) -> torch.Tensor:
-    """Dense Wigner-3j tensor (P*D, D*D) float64 for `product_paths(lmax)`, scaled so that each
+def product_coefficients(lmax: int, symmetric: bool = True) -> torch.Tensor:
+    """Dense Wigner-3j tensor (P*D, D*D) float64 for `product_paths`, scaled so that each
     path maps unit-variance components to unit-variance components."""
-    paths, d = product_paths(lmax), n_components(lmax)
+    paths, d = product_paths(lmax, symmetric), n_components(lmax)
     coefficients = torch.zeros(len(paths), d, d, d, dtype=torch.float64)
     for k, (l1, l2, l3) in enumerate(paths):
         w3j = o3.wigner_3j(l1, l2, l3, dtype=torch.float64) * math.sqrt(2 * l3 + 1)
@@ -98,14 +99,21 @@ def fit_components(x: torch.Tensor, d: int) -> torch.Tensor:
 
 
 class InteractionBlock(nn.Module):
-    def __init__(self, channels: int, lmax: int, radial_hidden: int):
+    def __init__(self, channels: int, lmax: int, radial_hidden: int, n_elements: int, correlation: int = 2):
         super().__init__()
-        self.channels, self.lmax = channels, lmax
+        if correlation not in (2, 3):
+            raise ValueError(f"correlation (body order of the atomic product) must be 2 or 3, got {correlation}")
+        self.channels, self.lmax, self.correlation = channels, lmax, correlation
         # Radial weights: lmax+1 for the spherical-harmonic terms, lmax for the pass-through.
         self.radial = nn.Linear(radial_hidden, channels * (2 * lmax + 1), bias=False)
-        self.register_buffer("coefficients", product_coefficients(lmax).float(), persistent=False)
-        n_paths = len(product_paths(lmax))
-        self.product_weights = nn.Parameter(torch.randn(n_paths, 1, 1, channels) / math.sqrt(n_paths))
+        # Products A⊗A (and (A⊗A)⊗A) with one weight per element, path and channel.
+        self.register_buffer("coefficients2", product_coefficients(lmax).float(), persistent=False)
+        n2 = len(product_paths(lmax))
+        self.product_weights2 = nn.Parameter(torch.randn(n_elements, n2, channels) / math.sqrt(n2))
+        if correlation == 3:
+            self.register_buffer("coefficients3", product_coefficients(lmax, symmetric=False).float(), persistent=False)
+            n3 = len(product_paths(lmax, symmetric=False))
+            self.product_weights3 = nn.Parameter(torch.randn(n_elements, n3, channels) / math.sqrt(n3))
         # One channel mixing of [density, product, own features] (self-connection included).
         self.mix = DegreeWiseLinear(3 * channels, channels, lmax)
         self.gate = GatedNonlinearity(channels, lmax)
@@ -126,15 +134,23 @@ class InteractionBlock(nn.Module):
         density = x.new_zeros(len(messages), x.shape[1], self.channels)
         return density.index_add(1, centre, messages) * inv_avg_neighbors
 
-    def product(self, a: torch.Tensor) -> torch.Tensor:
-        """Channel-wise symmetric tensor product B = A ⊗ A, (D, N, C)."""
-        d, n, c = a.shape
-        outer = (a.unsqueeze(1) * a.unsqueeze(0)).view(d * d, n * c)
-        coupled = (self.coefficients.to(a.dtype) @ outer).view(-1, d, n, c)  # (P, D, N, C)
-        return (coupled * self.product_weights).sum(0)
+    @staticmethod
+    def couple(u, v, coefficients, weights):
+        """Channel-wise tensor product of u and v (D, N, C), weighted per path: weights (N, P, C)."""
+        d, n, c = u.shape
+        outer = (u.unsqueeze(1) * v.unsqueeze(0)).view(d * d, n * c)
+        coupled = (coefficients.to(u.dtype) @ outer).view(-1, d, n, c)  # (P, D, N, C)
+        return (coupled * weights.transpose(0, 1).unsqueeze(1)).sum(0)
 
-    def forward(self, x, edge_index, sh, radial_features, envelope, inv_avg_neighbors):
+    def product(self, a: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """Many-body features of the density: A⊗A, plus (A⊗A)⊗A at correlation 3."""
+        b = self.couple(a, a, self.coefficients2, self.product_weights2[species])
+        if self.correlation == 3:
+            b = b + self.couple(b, a, self.coefficients3, self.product_weights3[species])
+        return b
+
+    def forward(self, x, species, edge_index, sh, radial_features, envelope, inv_avg_neighbors):
         a = self.density(x, edge_index, sh, radial_features, envelope, inv_avg_neighbors)
         x = fit_components(x, len(a))
-        update = self.mix(torch.cat([a, self.product(a), x], dim=-1))
+        update = self.mix(torch.cat([a, self.product(a, species), x], dim=-1))
         return self.gate(update) + x  # residual

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from e3nn import o3
@@ -23,6 +23,7 @@ class ModelConfig:
     channels: int = 32
     lmax: int = 2  # highest degree of the features and spherical harmonics
     layers: int = 2
+    correlation: int = 2  # body order of the per-atom product of densities (2 or 3)
     n_radial: int = 8
     radial_hidden: int = 32
     readout_hidden: int = 32
@@ -55,6 +56,8 @@ class ForceField(nn.Module):
         super().__init__()
         self.config = config
         c = config
+        if c.lmax < 1:
+            raise ValueError(f"lmax must be at least 1 (the vector head needs degree-1 features), got {c.lmax}")
         index = torch.full((119,), -1, dtype=torch.long)
         index[torch.tensor(c.elements)] = torch.arange(len(c.elements))
         self.register_buffer("element_index", index, persistent=False)
@@ -64,7 +67,9 @@ class ForceField(nn.Module):
         self.radial_basis = BesselBasis(c.cutoff, c.n_radial)
         self.envelope = PolynomialCutoff(c.cutoff)
         self.radial_mlp = nn.Sequential(nn.Linear(c.n_radial, c.radial_hidden), nn.SiLU())  # shared by blocks
-        self.blocks = nn.ModuleList(InteractionBlock(c.channels, c.lmax, c.radial_hidden) for _ in range(c.layers))
+        self.blocks = nn.ModuleList(
+            InteractionBlock(c.channels, c.lmax, c.radial_hidden, len(c.elements), c.correlation) for _ in range(c.layers)
+        )
         self.energy_head = nn.Sequential(nn.Linear(c.channels, c.readout_hidden), nn.SiLU(), nn.Linear(c.readout_hidden, 1))
         self.vector_head = nn.Linear(c.channels, 1, bias=False)  # acts on degree-1 features only
 
@@ -85,10 +90,9 @@ class ForceField(nn.Module):
             raise ValueError(f"the model does not know elements with atomic numbers {unknown}; it knows {self.config.elements}")
         return idx
 
-    def features(self, graph: AtomicGraph, node_features: torch.Tensor | None = None) -> torch.Tensor:
+    def features(self, graph: AtomicGraph, species: torch.Tensor, node_features: torch.Tensor | None = None) -> torch.Tensor:
         """Final per-atom features (D, N, C), D = (lmax+1)^2. `node_features` (D, N, C), if given,
         is added to the initial embedding (force encoding in denoising fine-tuning)."""
-        species = self.element_indices(graph.numbers)
         i, j = graph.edge_index
         vectors = graph.positions[j] - graph.positions[i] + graph.shifts
         r = vectors.norm(dim=-1)
@@ -101,29 +105,28 @@ class ForceField(nn.Module):
             x = fit_components(x, len(node_features)) + node_features
         inv_avg = 1.0 / self.config.avg_num_neighbors
         for block in self.blocks:
-            x = block(x, graph.edge_index, sh, radial, envelope, inv_avg)
+            x = block(x, species, graph.edge_index, sh, radial, envelope, inv_avg)
         return x
 
-    def atomic_energies(self, graph: AtomicGraph, x: torch.Tensor) -> torch.Tensor:
+    def atomic_energies(self, species: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Per-atom energies (eV, float64) from final features. The network's output is small
         and keeps the model's dtype; adding the large reference energies in float64 keeps
         totals of -10^4 eV exact to well below a meV even for float32 models."""
-        species = self.element_indices(graph.numbers)
         e = self.energy_head(x[0]).squeeze(-1)  # x[0]: scalars
         c = self.config
         return (c.force_scale * e + c.energy_shift).double() + self.reference_energies[species]
 
     def forward(self, graph: AtomicGraph, compute_forces: bool = True, training: bool = False, node_features=None) -> dict:
-        """Returns `energy` (n_structures,) eV and `energies` (N,) eV per atom, both float64;
-        `forces` (N, 3) eV/Å
-        and `vectors` (N, 3), the vector head's output. `training` keeps the graph for a
-        second derivative (force loss)."""
+        """Returns `energy` (n_structures,) and `energies` (N,) in eV, both float64; `forces`
+        (N, 3) in eV/Å; `vectors` (N, 3), the vector head's output. `training` keeps the graph
+        of the forces for a second derivative (force loss)."""
+        species = self.element_indices(graph.numbers)
         positions = graph.positions
         if compute_forces and not positions.requires_grad:
             positions = positions.detach().requires_grad_(True)
-            graph = AtomicGraph(**{**graph.__dict__, "positions": positions})
-        x = self.features(graph, node_features)
-        energies = self.atomic_energies(graph, x)
+            graph = replace(graph, positions=positions)
+        x = self.features(graph, species, node_features)
+        energies = self.atomic_energies(species, x)
         energy = energies.new_zeros(graph.n_structures).index_add(0, graph.batch, energies)
         out = {"energy": energy, "energies": energies, "vectors": self.vector_head(x[1:4]).squeeze(-1).T}
         if compute_forces:

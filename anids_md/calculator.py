@@ -32,15 +32,15 @@ class AniDSCalculator(Calculator):
         self.model, self.metadata = load_checkpoint(checkpoint, device=device, dtype=dtype)
         self.device, self.dtype, self.skin = device, dtype, float(skin)
         self.cutoff = self.model.config.cutoff
-        self._neighbours = None  # (positions, cell, pbc, numbers, edge_index, shifts) at the last build
+        self._neighbours = None  # (positions, cell, pbc, numbers, numbers tensor, edge_index, shifts) at the last build
         self.neighbour_list_builds = 0
 
-    def _edges(self, atoms):
-        """Edge index and shifts, rebuilt only when atoms moved more than skin / 2 or the cell,
-        periodicity or elements changed."""
+    def _topology(self, atoms):
+        """Atomic numbers, edge index and shifts as tensors, rebuilt only when atoms moved more
+        than skin / 2 or the cell, periodicity or elements changed."""
         cached = self._neighbours
         if cached is not None:
-            positions, cell, pbc, numbers, edge_index, shifts = cached
+            positions, cell, pbc, numbers, numbers_tensor, edge_index, shifts = cached
             same_system = (
                 len(numbers) == len(atoms)
                 and np.array_equal(numbers, atoms.numbers)
@@ -48,23 +48,24 @@ class AniDSCalculator(Calculator):
                 and np.array_equal(pbc, atoms.pbc)
             )
             if same_system and np.max(np.linalg.norm(atoms.positions - positions, axis=1)) < self.skin / 2:
-                return edge_index, shifts
+                return numbers_tensor, edge_index, shifts
         edge_index, shifts = neighbour_list(atoms.positions, atoms.cell.array, atoms.pbc, self.cutoff + self.skin)
+        numbers_tensor = torch.as_tensor(atoms.numbers, dtype=torch.long, device=self.device)
         edge_index = torch.from_numpy(edge_index).to(self.device)
         shifts = torch.from_numpy(shifts).to(self.device, self.dtype)
-        self._neighbours = (atoms.positions.copy(), atoms.cell.array.copy(), atoms.pbc.copy(), atoms.numbers.copy(), edge_index, shifts)
+        self._neighbours = (atoms.positions.copy(), atoms.cell.array.copy(), atoms.pbc.copy(), atoms.numbers.copy(),
+                            numbers_tensor, edge_index, shifts)
         self.neighbour_list_builds += 1
-        return edge_index, shifts
+        return numbers_tensor, edge_index, shifts
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
         check_structure(atoms)
-        self.model.element_indices(torch.as_tensor(atoms.numbers, device=self.device))  # clear error for unknown elements
-        edge_index, shifts = self._edges(atoms)
+        numbers, edge_index, shifts = self._topology(atoms)
         graph = AtomicGraph(
             positions=torch.tensor(atoms.positions, dtype=self.dtype, device=self.device),
-            numbers=torch.as_tensor(atoms.numbers, dtype=torch.long, device=self.device),
+            numbers=numbers,
             edge_index=edge_index,
             shifts=shifts,
             batch=torch.zeros(len(atoms), dtype=torch.long, device=self.device),

@@ -76,16 +76,18 @@ def run_md(
     appended to that extxyz file (energies, forces and velocities included)."""
     from ase.io import write
     from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
+    from ase.md import velocitydistribution as velocities
     from ase.md.verlet import VelocityVerlet
     from tqdm.auto import tqdm
 
     if atoms.calc is None:
         raise ValueError("atoms have no calculator: set atoms.calc = AniDSCalculator(...) first")
     rng = np.random.default_rng(seed)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
-    Stationary(atoms)
-    ZeroRotation(atoms)
+    # ASE >= 3.29 names it thermalize_momenta; MaxwellBoltzmannDistribution before.
+    thermalize = getattr(velocities, "thermalize_momenta", None) or velocities.MaxwellBoltzmannDistribution
+    thermalize(atoms, temperature_K=temperature_K, rng=rng)
+    velocities.Stationary(atoms)
+    velocities.ZeroRotation(atoms)
     dt = timestep_fs * units.fs
     if ensemble == "nve":
         dynamics = VelocityVerlet(atoms, timestep=dt)

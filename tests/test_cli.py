@@ -42,3 +42,9 @@ def test_train_command_and_bad_override(tmp_path, tiny_model):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="corrupt"):
         main(["evaluate", str(bad), "x.npz"])
+
+
+def test_demo_runs_with_shipped_model(capsys):
+    main(["demo", "--steps", "40"])
+    printed = capsys.readouterr().out
+    assert "BFGS converged" in printed and "meV/atom/ps" in printed

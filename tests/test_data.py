@@ -52,6 +52,11 @@ def test_extxyz_reader_and_energy_unit(tmp_path):
     assert in_kcal[0].get_potential_energy() == pytest.approx(frames[0].get_potential_energy() * KCAL_PER_MOL_IN_EV)
     with pytest.raises(ValueError, match="unknown energy unit"):
         read_structures(path, energy_unit="kcal")
+    db = tmp_path / "frames.db"
+    write(db, frames)
+    from_db = read_structures(db)
+    assert len(from_db) == 3 and from_db[1].get_potential_energy() == pytest.approx(frames[1].get_potential_energy())
+    np.testing.assert_allclose(from_db[1].get_forces(), frames[1].get_forces())
 
 
 def test_isolated_atom_energies(rmd17_dir):

@@ -60,10 +60,9 @@ def load_datasets(config: TrainConfig) -> Datasets:
     return Datasets([structures[i] for i in train_idx], [structures[i] for i in valid_idx], train_idx, valid_idx)
 
 
-def prepare_model_config(config: TrainConfig, train_structures) -> None:
-    """Fill the model's normalisation (elements, E0s, shift, scale, neighbours) from training data."""
-    cutoff = config.model.cutoff
-    graphs = [graph_from_atoms(a, cutoff) for a in train_structures]
+def prepare_model_config(config: TrainConfig, train_structures, graphs) -> None:
+    """Fill the model's normalisation (elements, E0s, shift, scale, neighbours) from the
+    training structures and their graphs."""
     avg_neighbors = float(np.mean([g.edge_index.shape[1] / g.n_atoms for g in graphs]))
     e0 = read_isolated_atom_energies(config.data.reference_energies) if config.data.reference_energies else None
     stats = compute_statistics(train_structures, avg_neighbors, e0)
@@ -94,9 +93,9 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.device, self.dtype = resolve_device(config.device), DTYPES[config.dtype]
         self.data = load_datasets(config)
-        prepare_model_config(config, self.data.train)
         cutoff = config.model.cutoff
         self.train_graphs = [graph_from_atoms(a, cutoff, with_labels=True).to(self.device) for a in self.data.train]
+        prepare_model_config(config, self.data.train, self.train_graphs)
         self.valid_graphs = [graph_from_atoms(a, cutoff, with_labels=True).to(self.device) for a in self.data.valid]
         self.model = ForceField(config.model).to(self.device, self.dtype)
         o = config.optim

@@ -4,7 +4,6 @@ import pytest
 from ase.build import molecule
 from ase.io import read, write
 
-from anids_md.checkpoint import save_checkpoint
 from anids_md.cli import main
 
 
@@ -33,7 +32,7 @@ def test_optimize_and_md(tmp_path, capsys):
     assert len(frames) == 5 and frames[-1].get_velocities() is not None  # steps 0, 10, ..., 40
 
 
-def test_train_command_and_bad_override(tmp_path, tiny_model):
+def test_train_command_and_bad_override(tmp_path):
     with pytest.raises(ValueError, match="unknown keys"):
         main(["train", "--config", "training/configs/rmd17-50.yaml", "optim.learnrate=1"])
     with pytest.raises(SystemExit):

@@ -135,3 +135,11 @@ def test_protocol_splits_are_reproducible():
         protocol_split("rmd17-10", 1000)
     with pytest.raises(ValueError, match="needs 1000 frames"):
         protocol_split("rmd17-1000", 100)
+
+
+def test_float32_graphs_keep_float64_energy_labels(rmd17_dir):
+    (atoms,) = read_rmd17(rmd17_dir / "rmd17_aspirin_test_01.npz", frames=[0])
+    graph = graph_from_atoms(atoms, 5.0, with_labels=True).to(dtype=torch.float32)
+    assert graph.positions.dtype == torch.float32 and graph.forces.dtype == torch.float32
+    assert graph.energy.dtype == torch.float64
+    assert graph.energy.item() == atoms.get_potential_energy()

@@ -36,12 +36,14 @@ class AtomicGraph:
     forces: torch.Tensor | None = None  # (N, 3) eV/Å
 
     def to(self, device=None, dtype=None) -> "AtomicGraph":
-        """Move to `device`; floating tensors become `dtype` when it is given."""
+        """Move to `device`; floating tensors become `dtype` when it is given, except total
+        energies, which stay float64 (float32 rounds -17 000 eV to 2 meV)."""
         moved = {}
         for field in fields(self):
             value = getattr(self, field.name)
             if isinstance(value, torch.Tensor):
-                value = value.to(device=device, dtype=dtype if value.is_floating_point() and dtype else None)
+                cast = dtype if value.is_floating_point() and field.name != "energy" else None
+                value = value.to(device=device, dtype=cast)
             moved[field.name] = value
         return replace(self, **moved)
 

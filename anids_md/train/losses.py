@@ -1,9 +1,7 @@
-"""Training objectives. All losses are in normalised units: energies and forces divided by the
-training set's force scale (eV/Å; energies per Å), so weights do not depend on units."""
+"""Training objectives. Errors are divided by the training set's force RMS (eV/Å) before
+squaring, so the loss weights do not depend on the units of the data."""
 
 from __future__ import annotations
-
-import torch
 
 from ..data import AtomicGraph
 from ..nn import ForceField

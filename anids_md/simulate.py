@@ -92,7 +92,8 @@ def run_md(
     if ensemble == "nve":
         dynamics = VelocityVerlet(atoms, timestep=dt)
     elif ensemble == "langevin":
-        dynamics = Langevin(atoms, timestep=dt, temperature_K=temperature_K, friction=friction_per_fs / units.fs, rng=rng)
+        # fixcm=False: ASE warns that removing the centre-of-mass motion biases NVT sampling.
+        dynamics = Langevin(atoms, timestep=dt, temperature_K=temperature_K, friction=friction_per_fs / units.fs, fixcm=False, rng=rng)
     else:
         raise ValueError(f"unknown ensemble {ensemble!r}; choose 'nve' or 'langevin'")
     report = MDReport(ensemble, steps, timestep_fs, len(atoms))

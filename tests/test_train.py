@@ -34,7 +34,7 @@ def test_training_lowers_the_loss_and_writes_outputs(tmp_path, frames_file):
     assert len(rows) == 12
     losses = [float(r["train_loss"]) for r in rows]
     assert np.mean(losses[-3:]) < 0.5 * losses[0]
-    for name in ("best.safetensors", "model.safetensors", "state.safetensors", "summary.json"):
+    for name in ("best.safetensors", "model.safetensors", "state.safetensors", "summary.json", "learning_curve.png"):
         assert (run / name).exists()
     model, metadata = load_checkpoint(run / "model.safetensors")
     assert metadata["training"]["n_train"] == 20 and metadata["results"]["test"]["n_structures"] == 24

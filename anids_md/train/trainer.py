@@ -219,7 +219,30 @@ class Trainer:
             summary["test"] = evaluate(model, test)
         save_checkpoint(model, self.run_dir / "model.safetensors", training=self.training_metadata(), extra={"results": summary})
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        plot_learning_curve(self.run_dir / "log.csv", self.run_dir / "learning_curve.png")
         return summary
+
+
+def plot_learning_curve(log_path, out_path) -> None:
+    """Training loss and validation force MAE against epoch, from the run's CSV log."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(log_path) as handle:
+        rows = list(csv.DictReader(handle))
+    epochs = [int(r["epoch"]) for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    left.semilogy(epochs, [float(r["train_loss"]) for r in rows], label="train")
+    left.semilogy(epochs, [float(r["valid_loss"]) for r in rows], label="validation (EMA)")
+    left.set(xlabel="epoch", ylabel="loss (normalised units)")
+    left.legend()
+    right.semilogy(epochs, [float(r["valid_forces_mae_meV_per_A"]) for r in rows])
+    right.set(xlabel="epoch", ylabel="validation force MAE (meV/Å)")
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)
 
 
 def _tensorboard(run_dir):

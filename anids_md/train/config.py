@@ -57,15 +57,17 @@ class TrainConfig:
 
 
 def _build(cls, values: dict, where: str):
+    """A `cls` dataclass from a nested dict, refusing unknown keys with their location."""
     if not isinstance(values, dict):
         raise ValueError(f"{where}: expected a mapping, got {values!r}")
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(values) - set(known)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - known
     if unknown:
         raise ValueError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+    defaults = cls()
     kwargs = {}
     for name, value in values.items():
-        default = getattr(cls(), name) if cls is not ModelConfig else getattr(ModelConfig(), name)
+        default = getattr(defaults, name)
         if dataclasses.is_dataclass(default):
             value = _build(type(default), value, f"{where}.{name}")
         kwargs[name] = value

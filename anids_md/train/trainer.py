@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..checkpoint import save_checkpoint
+from ..checkpoint import resolve_dtype, save_checkpoint
 from ..data import (
     collate,
     compute_statistics,
@@ -30,9 +30,6 @@ from .ema import ExponentialMovingAverage
 from .losses import energy_force_loss
 from .schedule import warmup_cosine
 from .state import load_state, save_state
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -91,7 +88,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, progress: bool = True):
         self.config, self.progress = config, progress
         torch.manual_seed(config.seed)
-        self.device, self.dtype = resolve_device(config.device), DTYPES[config.dtype]
+        self.device, self.dtype = resolve_device(config.device), resolve_dtype(config.dtype)
         self.data = load_datasets(config)
         cutoff = config.model.cutoff
         self.train_graphs = [graph_from_atoms(a, cutoff, with_labels=True).to(self.device) for a in self.data.train]

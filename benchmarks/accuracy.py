@@ -66,6 +66,7 @@ def main():
             "model": metadata["model"] | {"reference_energies": "see checkpoint"},
             "published_forces_mae_meV_per_A": ANCHORS.get((molecule, training["protocol"]), {}),
             "train_command": f"anids-md train --config training/configs/{training['protocol']}.yaml name={run.name} "
+                             f"optim.epochs={training['config']['optim']['epochs']} "
                              f"data.train={training['train_file']} data.test={test_file}",
         })
         print(f"{molecule:10s} {training['protocol']:11s} force MAE {metrics['forces_mae_meV_per_A']:.2f} meV/Å, "
@@ -83,7 +84,7 @@ def plot(rows, path):
             ax.bar(k + (j - (len(bars) - 1) / 2) * width, value, width, color=f"C{j}", label=name if name not in labels else None)
             labels.append(name)
             ax.text(k + (j - (len(bars) - 1) / 2) * width, value, f"{value:.1f}", ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(range(len(rows)), [f"{r['molecule']}\n{r['protocol']}" for r in rows])
+    ax.set_xticks(range(len(rows)), [f"{r['molecule']}\n{r['protocol']}\n{r['epochs']} epochs" for r in rows])
     ax.set_ylabel("force MAE on test_01 (meV/Å)")
     ax.set_title("rMD17 accuracy: anids-md vs published")
     ax.legend(fontsize=8)

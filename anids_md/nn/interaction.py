@@ -3,7 +3,7 @@
 Features are a tensor (components D = (lmax+1)^2, atoms N, channels C): per channel the irreps
 0e + 1o + 2e + ... in e3nn's real spherical-harmonics basis (degree-1 order x, y, z). Components
 come first so that every degree is a contiguous block and every contraction a plain matrix product
-(measured while choosing it: 11.4 ms per aspirin call against 14.5 ms channels-first).
+(measured while choosing it, lmax 2 and 3 layers: 11.4 ms per aspirin call against 14.5 ms channels-first).
 
 One block, for centre i and neighbours j within the cutoff:
   1. edge messages (cheap, O(E C D)):  m_ij = R_l(r_ij) Y_l(r̂_ij) s_j  +  R'_l(r_ij) x_j^(l>0)
@@ -28,11 +28,6 @@ from torch import nn
 
 def n_components(lmax: int) -> int:
     return (lmax + 1) ** 2
-
-
-def degree_of_component(lmax: int) -> torch.Tensor:
-    """l of each of the (lmax+1)^2 components: [0, 1, 1, 1, 2, ...]."""
-    return torch.cat([torch.full((2 * l + 1,), l) for l in range(lmax + 1)])
 
 
 def product_paths(lmax: int, symmetric: bool = True) -> list[tuple[int, int, int]]:

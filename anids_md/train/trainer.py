@@ -109,12 +109,11 @@ class Trainer:
     def training_metadata(self) -> dict:
         return {**describe_training_data(self.config, self.data), "config": config_to_dict(self.config)}
 
-    def set_learning_rate(self, step: int) -> float:
+    def set_learning_rate(self, step: int) -> None:
         o = self.config.optim
         lr = o.lr * warmup_cosine(step, self.total_steps, o.warmup_steps, o.min_lr_ratio)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        return lr
 
     def train_epoch(self, epoch: int) -> dict:
         o = self.config.optim

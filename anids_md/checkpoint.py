@@ -13,8 +13,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .nn import ForceField, ModelConfig
+from .nn.generator import GeneratorConfig, NoiseGenerator
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: may also hold a noise generator ("generator." weights, "generator" metadata)
+GENERATOR_PREFIX = "generator."
 METADATA_KEY = "anids_md"
 UNITS = {"energy": "eV", "forces": "eV/Å", "length": "Å"}
 
@@ -58,9 +60,13 @@ def resolve(checkpoint: str | Path) -> Path:
     raise FileNotFoundError(f"no checkpoint file {checkpoint!r} and no shipped model of that name; shipped models: {sorted(models)}")
 
 
-def save_checkpoint(model: ForceField, path: str | Path, training: dict | None = None, extra: dict | None = None) -> Path:
+def save_checkpoint(
+    model: ForceField, path: str | Path, training: dict | None = None, extra: dict | None = None,
+    generator: NoiseGenerator | None = None, noise: dict | None = None,
+) -> Path:
     """Write `model`'s weights and metadata to `path` (.safetensors). `training` describes the
-    training data and recipe; `extra` holds further JSON-able metadata (e.g. test figures)."""
+    training data and recipe; `extra` holds further JSON-able metadata (e.g. test figures).
+    A pretrained checkpoint also holds the noise `generator` and its `noise` settings."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
@@ -72,7 +78,11 @@ def save_checkpoint(model: ForceField, path: str | Path, training: dict | None =
         "training": training or {},
         **(extra or {}),
     }
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = dict(model.state_dict())
+    if generator is not None:
+        metadata["generator"] = {"config": generator.config.to_dict(), "noise": noise or {}}
+        tensors.update({GENERATOR_PREFIX + k: v for k, v in generator.state_dict().items()})
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     save_file(tensors, str(path), metadata={METADATA_KEY: json.dumps(metadata)})
     return path
 
@@ -110,7 +120,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype:
     metadata = read_metadata(path)
     try:
         config = ModelConfig.from_dict(metadata["model"])
-        tensors = load_file(str(path))
+        tensors = {k: v for k, v in load_file(str(path)).items() if not k.startswith(GENERATOR_PREFIX)}
         stored = next((t.dtype for t in tensors.values() if t.is_floating_point()), torch.float32)
         model = ForceField(config).to(stored)  # load at full stored precision, then cast
         model.load_state_dict(tensors, strict=True)
@@ -118,3 +128,20 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype:
         raise CheckpointError(f"{path}: weights do not match the model in its metadata ({error})") from None
     model = model.to(device=device, dtype=dtype or torch.float32).eval()
     return model, metadata
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[NoiseGenerator, dict]:
+    """The noise generator of a pretrained checkpoint (eval mode, float32) and its noise
+    settings (`kind`, `sigma_prior`, ...)."""
+    path = resolve(path)
+    metadata = read_metadata(path)
+    if "generator" not in metadata:
+        raise CheckpointError(f"{path}: holds no noise generator (only pretrained checkpoints do)")
+    try:
+        generator = NoiseGenerator(GeneratorConfig.from_dict(metadata["generator"]["config"]))
+        n = len(GENERATOR_PREFIX)
+        tensors = {k[n:]: v for k, v in load_file(str(path)).items() if k.startswith(GENERATOR_PREFIX)}
+        generator.load_state_dict(tensors, strict=True)
+    except (KeyError, TypeError, RuntimeError, SafetensorError, ValueError) as error:
+        raise CheckpointError(f"{path}: generator weights do not match its metadata ({error})") from None
+    return generator.float().to(device).eval(), metadata["generator"]["noise"]

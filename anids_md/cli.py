@@ -18,6 +18,37 @@ def cmd_train(args) -> None:
         _print_metrics(f"test ({summary['test_file']})", summary["test"])
 
 
+def cmd_pretrain(args) -> None:
+    from .train import PretrainConfig, load_config, pretrain
+
+    config = load_config(args.config, args.overrides, kind=PretrainConfig)
+    summary = pretrain(config, progress=not args.quiet)
+    if summary.get("valid"):
+        v = summary["valid"]
+        print(f"model: {config.run_dir / 'model.safetensors'} ({summary['noise']} noise, {summary['steps']} steps)")
+        print(f"validation (best epoch {summary['best_epoch']}): denoising loss {v['denoise']:.4f}, KL {v['kl']:.4f}")
+
+
+def cmd_noise(args) -> None:
+    from .checkpoint import load_generator
+    from .noise import describe_noise, plot_noise
+
+    generator, settings = load_generator(args.checkpoint)
+    report = describe_noise(generator, settings, _read_one(args.input))
+    print(f"{settings['kind']} noise; Σ_i eigenvalues in Å², angle between the stiffest axis and the nearest bond")
+    print(f"{'atom':>6} {'λ1':>9} {'λ2':>9} {'λ3':>9} {'√(trΣ/3) Å':>11} {'angle':>7}")
+    for i, symbol in enumerate(report.symbols):
+        l1, l2, l3 = report.eigenvalues[i]
+        print(f"{symbol + str(i):>6} {l1:9.5f} {l2:9.5f} {l3:9.5f} {report.noise_scale[i]:11.4f} {report.stiff_axis_bond_angle_deg[i]:6.1f}°")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"checkpoint": str(args.checkpoint), "input": str(args.input), **report.to_dict()}, handle, indent=2)
+        print(f"wrote {args.json}")
+    if args.plot:
+        plot_noise(report, args.plot)
+        print(f"wrote {args.plot}")
+
+
 def _print_metrics(title: str, m: dict) -> None:
     print(f"{title}: {m['n_structures']} structures")
     print(f"  energy MAE {m['energy_mae_meV']:.2f} meV   RMSE {m['energy_rmse_meV']:.2f} meV")
@@ -93,9 +124,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a force field from a YAML config")
     p.add_argument("--config", required=True, help="YAML file (see training/configs)")
-    p.add_argument("overrides", nargs="*", help="section.key=value, e.g. optim.lr=1e-3 data.train=FILE")
+    p.add_argument("overrides", nargs="*", help="key=value, e.g. init=qm9-anids noise=anisotropic optim.lr=1e-3 data.train=FILE")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("pretrain", help="denoising pretraining (QM9 or your structures); torchrun for several processes")
+    p.add_argument("--config", help="YAML file (see training/configs/pretrain_qm9.yaml)")
+    p.add_argument("overrides", nargs="*", help="section.key=value, e.g. noise.kind=isotropic optim.max_steps=1000")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=cmd_pretrain)
+
+    p = sub.add_parser("noise", help="per-atom noise covariances of a pretrained generator for a structure")
+    p.add_argument("checkpoint", help="pretrained checkpoint (or shipped name, e.g. qm9-anids)")
+    p.add_argument("input", help="structure file ASE reads")
+    p.add_argument("--json", help="write symbols, positions, covariance (N×3×3, Å²), eigen-decomposition")
+    p.add_argument("--plot", help="PNG of the molecule with one ellipsoid per atom")
+    p.set_defaults(run=cmd_noise)
 
     p = sub.add_parser("evaluate", help="energy and force errors of a checkpoint on labelled data")
     p.add_argument("checkpoint", help="checkpoint file or shipped model name")

@@ -88,3 +88,18 @@ def collate(graphs: list[AtomicGraph]) -> AtomicGraph:
         energy=torch.cat([g.energy for g in graphs]) if labelled else None,
         forces=torch.cat([g.forces for g in graphs]) if labelled else None,
     )
+
+
+def rebuild_edges(graph: AtomicGraph, cutoff: float) -> AtomicGraph:
+    """The same atoms with a fresh neighbour list at their current positions (molecules only:
+    used after displacing atoms, e.g. by denoising noise). Positions keep their autograd graph."""
+    if bool((graph.shifts != 0).any()):
+        raise ValueError("rebuilding the edges of periodic structures is not supported (denoising works on molecules)")
+    positions = graph.positions.detach().cpu().double().numpy()
+    batch = graph.batch.cpu().numpy()
+    starts = np.searchsorted(batch, np.arange(graph.n_structures))
+    ends = np.append(starts[1:], len(batch))
+    edges = [neighbour_list(positions[s:e], np.zeros((3, 3)), False, cutoff)[0] + s for s, e in zip(starts, ends)]
+    edge_index = torch.from_numpy(np.concatenate(edges, axis=1)).to(graph.edge_index.device)
+    shifts = graph.shifts.new_zeros(edge_index.shape[1], 3)
+    return replace(graph, edge_index=edge_index, shifts=shifts)

@@ -49,8 +49,9 @@ class ModelConfig:
         return cls(**d)
 
 
-class ForceField(nn.Module):
-    """E(3)-equivariant message-passing potential. Energies in eV, forces in eV/Å."""
+class Encoder(nn.Module):
+    """Element embedding and equivariant interaction blocks: atoms in, per-atom features out.
+    The force field and the noise generator are both built on it."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -61,8 +62,6 @@ class ForceField(nn.Module):
         index = torch.full((119,), -1, dtype=torch.long)
         index[torch.tensor(c.elements)] = torch.arange(len(c.elements))
         self.register_buffer("element_index", index, persistent=False)
-        self.register_buffer("reference_energies", self._reference_energy_table(), persistent=False)
-
         self.embedding = nn.Embedding(len(c.elements), c.channels)
         self.radial_basis = BesselBasis(c.cutoff, c.n_radial)
         self.envelope = PolynomialCutoff(c.cutoff)
@@ -70,18 +69,6 @@ class ForceField(nn.Module):
         self.blocks = nn.ModuleList(
             InteractionBlock(c.channels, c.lmax, c.radial_hidden, len(c.elements), c.correlation) for _ in range(c.layers)
         )
-        self.energy_head = nn.Sequential(nn.Linear(c.channels, c.readout_hidden), nn.SiLU(), nn.Linear(c.readout_hidden, 1))
-        self.vector_head = nn.Linear(c.channels, 1, bias=False)  # acts on degree-1 features only
-
-    def _reference_energy_table(self) -> torch.Tensor:
-        c = self.config
-        return torch.tensor([c.reference_energies.get(z, 0.0) for z in c.elements], dtype=torch.float64)
-
-    def _apply(self, fn, recurse=True):
-        # Keep reference energies in float64 whatever dtype the network is cast to.
-        super()._apply(fn, recurse)
-        self.reference_energies = self._reference_energy_table().to(self.element_index.device)
-        return self
 
     def element_indices(self, numbers: torch.Tensor) -> torch.Tensor:
         idx = self.element_index[numbers]
@@ -91,7 +78,7 @@ class ForceField(nn.Module):
         return idx
 
     def features(self, graph: AtomicGraph, species: torch.Tensor, node_features: torch.Tensor | None = None) -> torch.Tensor:
-        """Final per-atom features (D, N, C), D = (lmax+1)^2. `node_features` (D, N, C), if given,
+        """Final per-atom features (D, N, C), D = (lmax+1)^2. `node_features` (D', N, C), if given,
         is added to the initial embedding (force encoding in denoising fine-tuning)."""
         i, j = graph.edge_index
         vectors = graph.positions[j] - graph.positions[i] + graph.shifts
@@ -107,6 +94,27 @@ class ForceField(nn.Module):
         for block in self.blocks:
             x = block(x, species, graph.edge_index, sh, radial, envelope, inv_avg)
         return x
+
+
+class ForceField(Encoder):
+    """E(3)-equivariant message-passing potential. Energies in eV, forces in eV/Å."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config)
+        c = config
+        self.register_buffer("reference_energies", self._reference_energy_table(), persistent=False)
+        self.energy_head = nn.Sequential(nn.Linear(c.channels, c.readout_hidden), nn.SiLU(), nn.Linear(c.readout_hidden, 1))
+        self.vector_head = nn.Linear(c.channels, 1, bias=False)  # acts on degree-1 features only
+
+    def _reference_energy_table(self) -> torch.Tensor:
+        c = self.config
+        return torch.tensor([c.reference_energies.get(z, 0.0) for z in c.elements], dtype=torch.float64)
+
+    def _apply(self, fn, recurse=True):
+        # Keep reference energies in float64 whatever dtype the network is cast to.
+        super()._apply(fn, recurse)
+        self.reference_energies = self._reference_energy_table().to(self.element_index.device)
+        return self
 
     def atomic_energies(self, species: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Per-atom energies (eV, float64) from final features. The network's output is small

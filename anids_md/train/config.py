@@ -9,6 +9,10 @@ from pathlib import Path
 import yaml
 
 from ..nn import ModelConfig
+from ..nn.generator import GeneratorConfig
+from ..noise import NoiseConfig
+
+OBJECTIVES = ("none", "fixed", "isotropic", "anisotropic", "anisotropic-add")
 
 
 @dataclass
@@ -40,6 +44,17 @@ class OptimConfig:
 
 
 @dataclass
+class DenoiseConfig:
+    """Auxiliary denoising during energy+force training (METHOD.md §3.2)."""
+
+    probability: float = 0.25  # p: share of structures that are corrupted
+    atom_ratio: float = 0.25  # r: share of atoms corrupted in such a structure
+    weight: float = 5.0  # λ_denoise at the start; decays linearly to 0 at the last step
+    sigma: float = 0.05  # Å, the `fixed` model's noise
+    generator: str | None = None  # checkpoint holding the frozen generator (default: `init`)
+
+
+@dataclass
 class TrainConfig:
     name: str = "model"
     output_dir: str = "runs"  # the run writes to output_dir/name
@@ -47,9 +62,48 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     dtype: str = "float32"
     description: str = ""
+    init: str | None = None  # checkpoint (or shipped name) whose weights start the training
+    noise: str = "none"  # auxiliary denoising: none | fixed | isotropic | anisotropic | anisotropic-add
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    denoise: DenoiseConfig = field(default_factory=DenoiseConfig)
+
+    def __post_init__(self):
+        if self.noise not in OBJECTIVES:
+            raise ValueError(f"unknown noise {self.noise!r}; choose one of {OBJECTIVES}")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+
+@dataclass
+class PretrainDataConfig:
+    source: str = "qm9"  # qm9 (from the qm9pack package) or a file of structures ASE reads
+    qm9_dir: str | None = None  # folder of qm9pack's CSV files (default: the installed package's)
+    elements: list[int] = field(default_factory=lambda: [1, 6, 7, 8, 9])  # keep molecules made of these
+    max_atoms: int | None = None
+    n_structures: int | None = None  # a seeded random subset of this many (default all)
+    n_valid: int = 500
+
+
+@dataclass
+class PretrainConfig:
+    """Denoising pretraining on equilibrium structures (METHOD.md §3.1): every atom corrupted,
+    generator and denoiser trained together."""
+
+    name: str = "pretrain"
+    output_dir: str = "runs"
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "float32"
+    description: str = ""
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(elements=[1, 6, 7, 8, 9]))
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    data: PretrainDataConfig = field(default_factory=PretrainDataConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(epochs=10, batch_size=32, lr=4e-4, warmup_steps=200, patience=1000))
 
     @property
     def run_dir(self) -> Path:
@@ -65,13 +119,32 @@ def _build(cls, values: dict, where: str):
     if unknown:
         raise ValueError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
     defaults = cls()
+    types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
     kwargs = {}
     for name, value in values.items():
+        if isinstance(value, str) and "float" in types[name]:
+            value = _number(value, f"{where}.{name}")
         default = getattr(defaults, name)
-        if dataclasses.is_dataclass(default):
-            value = _build(type(default), value, f"{where}.{name}")
+        if dataclasses.is_dataclass(default) and not dataclasses.is_dataclass(value):
+            # fill from the field's own default (e.g. the pretraining optimiser's), not the class's
+            value = _build(type(default), {**_shallow(default), **value}, f"{where}.{name}")
         kwargs[name] = value
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{where}: {error}") from None
+
+
+def _number(text: str, where: str) -> float:
+    # YAML reads "1e-3" (no dot) as a string
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{where}: expected a number, got {text!r}") from None
+
+
+def _shallow(instance) -> dict:
+    return {f.name: getattr(instance, f.name) for f in dataclasses.fields(instance)}
 
 
 def apply_overrides(values: dict, overrides: list[str]) -> dict:
@@ -88,20 +161,21 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
     return values
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
-    """A TrainConfig from a YAML file (optional) and command-line overrides."""
+def load_config(path: str | Path | None = None, overrides: list[str] = (), kind=TrainConfig):
+    """A `kind` config (TrainConfig or PretrainConfig) from a YAML file (optional) and
+    command-line overrides."""
     values = {}
     if path is not None:
         with open(path) as handle:
             values = yaml.safe_load(handle) or {}
     values = apply_overrides(values, list(overrides))
-    config = _build(TrainConfig, values, "config")
+    config = _build(kind, values, "config")
     if config.model.reference_energies:
         config.model.reference_energies = {int(z): float(e) for z, e in config.model.reference_energies.items()}
     return config
 
 
-def config_to_dict(config: TrainConfig) -> dict:
+def config_to_dict(config) -> dict:
     values = dataclasses.asdict(config)
     values["model"] = config.model.to_dict()
     return values

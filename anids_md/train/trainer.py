@@ -13,7 +13,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..checkpoint import resolve_dtype, save_checkpoint
+from torch import nn
+
+from ..checkpoint import load_checkpoint, resolve_dtype, save_checkpoint
 from ..data import (
     collate,
     compute_statistics,
@@ -24,8 +26,9 @@ from ..data import (
     read_structures,
 )
 from ..evaluation import error_metrics, evaluate, predict
-from ..nn import ForceField
+from ..nn import ForceField, ModelConfig
 from .config import TrainConfig, config_to_dict
+from .denoising import AuxiliaryDenoising
 from .ema import ExponentialMovingAverage
 from .losses import energy_force_loss
 from .schedule import warmup_cosine
@@ -57,16 +60,23 @@ def load_datasets(config: TrainConfig) -> Datasets:
     return Datasets([structures[i] for i in train_idx], [structures[i] for i in valid_idx], train_idx, valid_idx)
 
 
-def prepare_model_config(config: TrainConfig, train_structures, graphs) -> None:
+def prepare_model_config(config: TrainConfig, train_structures, graphs, pretrained: bool = False) -> None:
     """Fill the model's normalisation (elements, E0s, shift, scale, neighbours) from the
-    training structures and their graphs."""
+    training structures and their graphs. A `pretrained` model keeps its elements and the
+    neighbour count its weights were trained with."""
     avg_neighbors = float(np.mean([g.edge_index.shape[1] / g.n_atoms for g in graphs]))
     e0 = read_isolated_atom_energies(config.data.reference_energies) if config.data.reference_energies else None
     stats = compute_statistics(train_structures, avg_neighbors, e0)
     m = config.model
-    m.elements = sorted(set(m.elements) | set(stats.elements))
+    if pretrained:
+        missing = sorted(set(stats.elements) - set(m.elements))
+        if missing:
+            raise ValueError(f"the training data has elements {missing} that the pretrained model {config.init} does not know ({m.elements})")
+    else:
+        m.elements = sorted(set(m.elements) | set(stats.elements))
+        m.avg_num_neighbors = stats.avg_num_neighbors
     m.reference_energies = {**{z: 0.0 for z in m.elements}, **stats.reference_energies}
-    m.energy_shift, m.force_scale, m.avg_num_neighbors = stats.energy_shift, stats.force_scale, stats.avg_num_neighbors
+    m.energy_shift, m.force_scale = stats.energy_shift, stats.force_scale
 
 
 def describe_training_data(config: TrainConfig, data: Datasets) -> dict:
@@ -90,13 +100,27 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.device, self.dtype = resolve_device(config.device), resolve_dtype(config.dtype)
         self.data = load_datasets(config)
+        initial = None
+        if config.init:  # architecture and weights from a (pretrained) checkpoint
+            initial, metadata = load_checkpoint(config.init)
+            config.model = ModelConfig.from_dict(metadata["model"])
         cutoff = config.model.cutoff
         self.train_graphs = [graph_from_atoms(a, cutoff, with_labels=True).to(self.device) for a in self.data.train]
-        prepare_model_config(config, self.data.train, self.train_graphs)
+        prepare_model_config(config, self.data.train, self.train_graphs, pretrained=initial is not None)
         self.valid_graphs = [graph_from_atoms(a, cutoff, with_labels=True).to(self.device) for a in self.data.valid]
-        self.model = ForceField(config.model).to(self.device, self.dtype)
+        self.model = ForceField(config.model)
+        if initial is not None:
+            self.model.load_state_dict(initial.state_dict())
+        self.model.to(self.device, self.dtype)
+        self.denoising = None
+        if config.noise != "none":
+            self.denoising = AuxiliaryDenoising(config, self.model, self.train_graphs).to(self.device, self.dtype)
+        # What the optimiser updates and a resume restores: the model, and the force encoding.
+        self.trainable = nn.ModuleDict({"model": self.model, **({"denoising": self.denoising} if self.denoising else {})})
         o = config.optim
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        self.optimizer = torch.optim.AdamW(self.trainable.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        self.batch_rng = np.random.default_rng([config.seed, 1])
+        self.noise_rng = torch.Generator(device=self.device).manual_seed(config.seed)
         self.ema = ExponentialMovingAverage(self.model, o.ema_decay)
         steps_per_epoch = math.ceil(len(self.train_graphs) / o.batch_size)
         self.total_steps = o.max_steps or o.epochs * steps_per_epoch
@@ -119,16 +143,23 @@ class Trainer:
         o = self.config.optim
         self.model.train()
         order = np.random.default_rng([self.config.seed, epoch]).permutation(len(self.train_graphs))
-        sums, n = {"loss": 0.0, "energy": 0.0, "forces": 0.0}, 0
+        sums, n = {"loss": 0.0, "energy": 0.0, "forces": 0.0, "denoise": 0.0}, 0
         for start in range(0, len(order), o.batch_size):
-            if self.progress_state["step"] >= self.total_steps:
+            step = self.progress_state["step"]
+            if step >= self.total_steps:
                 break
-            batch = collate([self.train_graphs[i] for i in order[start : start + o.batch_size]]).to(dtype=self.dtype)
-            self.set_learning_rate(self.progress_state["step"])
-            losses = energy_force_loss(self.model, batch, o.energy_weight, o.forces_weight)
+            indices = order[start : start + o.batch_size]
+            batch = collate([self.train_graphs[i] for i in indices]).to(dtype=self.dtype)
+            self.set_learning_rate(step)
+            if self.denoising is None:
+                losses = energy_force_loss(self.model, batch, o.energy_weight, o.forces_weight)
+                losses["denoise"] = losses["loss"].new_zeros(())
+            else:
+                losses = self.denoising.loss(self.model, batch, indices, step / self.total_steps, o.energy_weight,
+                                             o.forces_weight, self.batch_rng, self.noise_rng)
             self.optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), o.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.trainable.parameters(), o.grad_clip)
             self.optimizer.step()
             self.ema.update(self.model)
             self.progress_state["step"] += 1
@@ -150,7 +181,7 @@ class Trainer:
     def resume_if_possible(self) -> bool:
         if not self.state_path.exists():
             return False
-        self.progress_state = load_state(self.state_path, self.model, self.ema, self.optimizer)
+        self.progress_state = load_state(self.state_path, self.trainable, self.ema, self.optimizer)
         return True
 
     def fit(self) -> dict:
@@ -158,7 +189,7 @@ class Trainer:
         resumed = self.resume_if_possible()
         p = self.progress_state
         log_path = self.run_dir / "log.csv"
-        fields = ["epoch", "step", "lr", "train_loss", "valid_loss", "valid_energy_mae_meV", "valid_forces_mae_meV_per_A", "wall_s"]
+        fields = ["epoch", "step", "lr", "train_loss", "train_denoise", "valid_loss", "valid_energy_mae_meV", "valid_forces_mae_meV_per_A", "wall_s"]
         if not resumed or not log_path.exists():
             with open(log_path, "w", newline="") as handle:
                 csv.writer(handle).writerow(fields)
@@ -178,14 +209,14 @@ class Trainer:
                 save_checkpoint(self.ema.model, self.best_path, training=self.training_metadata())
             else:
                 p["epochs_since_best"] += 1
-            row = [p["epoch"], p["step"], self.optimizer.param_groups[0]["lr"], train["loss"], valid["loss"],
+            row = [p["epoch"], p["step"], self.optimizer.param_groups[0]["lr"], train["loss"], train["denoise"], valid["loss"],
                    valid["energy_mae_meV"], valid["forces_mae_meV_per_A"], round(p["wall_s"], 2)]
             with open(log_path, "a", newline="") as handle:
                 csv.writer(handle).writerow(row)
             if writer is not None:
                 for name, value in zip(fields[2:-1], row[2:-1]):
                     writer.add_scalar(name, value, p["step"])
-            save_state(self.state_path, self.model, self.ema, self.optimizer, p)
+            save_state(self.state_path, self.trainable, self.ema, self.optimizer, p)
             bar.n = p["step"]
             bar.set_postfix(valid_F_MAE=f"{valid['forces_mae_meV_per_A']:.1f} meV/Å", refresh=True)
         bar.close()
@@ -194,8 +225,6 @@ class Trainer:
     def finish(self) -> dict:
         """Evaluate the best (EMA, validation-selected) weights on the test file and write the
         final checkpoint `model.safetensors` and `summary.json`."""
-        from ..checkpoint import load_checkpoint
-
         p = self.progress_state
         model, _ = load_checkpoint(self.best_path, device=self.device, dtype=self.dtype)
         summary = {
@@ -208,7 +237,11 @@ class Trainer:
             "device": str(self.device),
             "dtype": self.config.dtype,
             "torch_threads": torch.get_num_threads(),
+            "init": self.config.init,
+            "noise": self.config.noise,
         }
+        if self.denoising is not None:
+            summary["noise_scale_A"] = round(self.denoising.mean_noise_scale(), 5)
         if self.config.data.test:
             test = read_structures(self.config.data.test, energy_unit=self.config.data.energy_unit, labels=self.config.data.labels)
             summary["test_file"] = str(self.config.data.test)

@@ -1,0 +1,229 @@
+"""Denoising pretraining on equilibrium structures (METHOD.md §3.1): every atom of every
+molecule corrupted, no labels; the noise generator and the denoiser train together on
+λ_denoise·L_denoise + λ_KL·KL + λ_γ·L_γ. Runs on one process, or data-parallel under
+`torchrun` (DistributedDataParallel; gloo on CPU, NCCL on CUDA)."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import time
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..checkpoint import resolve_dtype, save_checkpoint
+from ..data import collate, graph_from_atoms, random_split, read_qm9, read_structures
+from ..nn import ForceField
+from ..nn.generator import NoiseGenerator
+from ..noise import NoiseConfig, corrupt, masked_mean, regulariser, structure_covariances
+from .config import PretrainConfig, config_to_dict
+from .ema import ExponentialMovingAverage
+from .schedule import warmup_cosine
+from .state import load_state, save_state
+from .trainer import resolve_device
+
+
+class DenoisingPretraining(nn.Module):
+    """Denoiser (a ForceField's vector head) and generator as one module, whose forward is the
+    pretraining loss of a batch: what DistributedDataParallel wraps."""
+
+    def __init__(self, force_field: ForceField, generator: NoiseGenerator | None, noise: NoiseConfig):
+        super().__init__()
+        self.force_field, self.generator, self.noise = force_field, generator, noise
+
+    def forward(self, batch, rng: torch.Generator | None = None) -> dict:
+        cov = structure_covariances(self.noise, batch, self.generator)
+        atoms = torch.arange(batch.n_atoms, device=batch.positions.device)
+        corruption = corrupt(self.noise, batch, cov, atoms, self.force_field.config.cutoff, rng)
+        predicted = self.force_field(corruption.graph, compute_forces=False)["vectors"]
+        denoise = masked_mean((predicted - corruption.target).pow(2))
+        loss = denoise + regulariser(self.noise, corruption)
+        return {"loss": loss, "denoise": denoise.detach(), "kl": corruption.kl.detach(), "hinge": corruption.hinge.detach()}
+
+
+def load_pretraining_structures(config: PretrainConfig) -> list:
+    d = config.data
+    if d.source == "qm9":
+        return read_qm9(d.qm9_dir, d.elements, d.max_atoms, d.n_structures, config.seed)
+    structures = read_structures(d.source)
+    structures = [a for a in structures if d.max_atoms is None or len(a) <= d.max_atoms]
+    if d.n_structures is not None and d.n_structures < len(structures):
+        keep = np.sort(np.random.default_rng(config.seed).choice(len(structures), d.n_structures, replace=False))
+        structures = [structures[i] for i in keep]
+    return structures
+
+
+def init_distributed(device: torch.device) -> tuple[int, int]:
+    """(rank, world size); starts the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world
+
+
+class Pretrainer:
+    def __init__(self, config: PretrainConfig, progress: bool = True):
+        self.config = config
+        self.device, self.dtype = resolve_device(config.device), resolve_dtype(config.dtype)
+        if self.device.type == "cuda" and "LOCAL_RANK" in os.environ:
+            self.device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        self.rank, self.world = init_distributed(self.device)
+        self.progress = progress and self.rank == 0
+        torch.manual_seed(config.seed)  # same initial weights on every process
+        if config.generator.cutoff != config.model.cutoff:
+            raise ValueError("generator.cutoff must equal model.cutoff (both read the same neighbour list)")
+        structures = load_pretraining_structures(config)
+        if len(structures) <= config.data.n_valid:
+            raise ValueError(f"{len(structures)} structures cannot give {config.data.n_valid} for validation and some for training")
+        train_idx, valid_idx = random_split(len(structures), config.data.n_valid, config.seed)
+        cutoff = config.model.cutoff
+        graphs = [graph_from_atoms(a, cutoff).to(self.device) for a in structures]
+        self.train_graphs = [graphs[i] for i in train_idx]
+        self.valid_graphs = [graphs[i] for i in valid_idx]
+        self.n_structures = len(structures)
+        elements = sorted(set(config.model.elements) | {int(z) for a in structures for z in a.numbers})
+        neighbours = float(np.mean([g.edge_index.shape[1] / g.n_atoms for g in self.train_graphs]))
+        config.model.elements, config.model.avg_num_neighbors = elements, neighbours
+        config.generator.elements, config.generator.avg_num_neighbors = elements, neighbours
+        generator = NoiseGenerator(config.generator) if config.noise.learned else None
+        self.objective = DenoisingPretraining(ForceField(config.model), generator, config.noise).to(self.device, self.dtype)
+        self.module = self.objective
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # The energy head gets no gradient from denoising.
+            self.module = DistributedDataParallel(self.objective, find_unused_parameters=True)
+        o = config.optim
+        self.optimizer = torch.optim.AdamW(self.objective.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        self.ema = ExponentialMovingAverage(self.objective, o.ema_decay)
+        self.per_rank = len(self.train_graphs) // self.world
+        self.total_steps = o.max_steps or o.epochs * math.ceil(self.per_rank / o.batch_size)
+        self.run_dir = config.run_dir
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.state_path = self.run_dir / "state.safetensors"
+        self.noise_rng = torch.Generator(device=self.device).manual_seed(config.seed * 1000 + self.rank)
+        self.progress_state = {"step": 0, "epoch": 0, "best_valid": float("inf"), "wall_s": 0.0}
+
+    def train_epoch(self, epoch: int) -> dict:
+        o = self.config.optim
+        self.module.train()
+        order = np.random.default_rng([self.config.seed, epoch]).permutation(len(self.train_graphs))
+        mine = order[self.rank :: self.world][: self.per_rank]  # same number of steps on every process
+        sums, n = {"loss": 0.0, "denoise": 0.0, "kl": 0.0, "hinge": 0.0}, 0
+        for start in range(0, len(mine), o.batch_size):
+            step = self.progress_state["step"]
+            if step >= self.total_steps:
+                break
+            batch = collate([self.train_graphs[i] for i in mine[start : start + o.batch_size]]).to(dtype=self.dtype)
+            for group in self.optimizer.param_groups:
+                group["lr"] = o.lr * warmup_cosine(step, self.total_steps, o.warmup_steps, o.min_lr_ratio)
+            losses = self.module(batch, self.noise_rng)
+            self.optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(self.objective.parameters(), o.grad_clip)
+            self.optimizer.step()
+            self.ema.update(self.objective)
+            self.progress_state["step"] += 1
+            for k in sums:
+                sums[k] += float(losses[k].detach())
+            n += 1
+            if self.progress:
+                self.bar.update(1)
+        return {k: v / max(n, 1) for k, v in sums.items()}
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Losses of the EMA weights on the validation molecules, with the same noise draws
+        every time (a fixed seed), so epochs compare."""
+        rng = torch.Generator(device=self.device).manual_seed(12345)
+        sums, n = {"loss": 0.0, "denoise": 0.0, "kl": 0.0, "hinge": 0.0}, 0
+        batch_size = self.config.optim.batch_size
+        for start in range(0, len(self.valid_graphs), batch_size):
+            batch = collate(self.valid_graphs[start : start + batch_size]).to(dtype=self.dtype)
+            losses = self.ema.model(batch, rng)
+            for k in sums:
+                sums[k] += float(losses[k]) * batch.n_structures
+            n += batch.n_structures
+        return {k: v / n for k, v in sums.items()}
+
+    def save_model(self, path, extra: dict | None = None) -> None:
+        ema = self.ema.model
+        save_checkpoint(
+            ema.force_field, path, training=self.training_metadata(), extra=extra,
+            generator=ema.generator, noise=dataclasses.asdict(self.config.noise),
+        )
+
+    def training_metadata(self) -> dict:
+        d = self.config.data
+        return {
+            "kind": "denoising pretraining",
+            "source": d.source,
+            "n_structures": self.n_structures,
+            "n_valid": len(self.valid_graphs),
+            "seed": self.config.seed,
+            "description": self.config.description,
+            "config": config_to_dict(self.config),
+        }
+
+    def fit(self) -> dict:
+        p = self.progress_state
+        if self.state_path.exists():
+            p.update(load_state(self.state_path, self.objective, self.ema, self.optimizer))
+        log_path = self.run_dir / "log.csv"
+        fields = ["epoch", "step", "lr", "train_loss", "train_denoise", "train_kl", "train_hinge", "valid_loss", "valid_denoise", "wall_s"]
+        if self.rank == 0 and (p["step"] == 0 or not log_path.exists()):
+            with open(log_path, "w", newline="") as handle:
+                csv.writer(handle).writerow(fields)
+        self.bar = tqdm(total=self.total_steps, initial=p["step"], disable=not self.progress, desc=self.config.name, unit="step")
+        while p["step"] < self.total_steps:
+            start = time.perf_counter()
+            train = self.train_epoch(p["epoch"])
+            p["epoch"] += 1
+            p["wall_s"] += time.perf_counter() - start
+            if self.rank != 0:
+                continue
+            valid = self.validate()
+            if valid["loss"] < p["best_valid"]:
+                p["best_valid"], p["best_epoch"], p["best_metrics"] = valid["loss"], p["epoch"], valid
+                self.save_model(self.run_dir / "model.safetensors", extra={"results": {"valid": valid}})
+            row = [p["epoch"], p["step"], self.optimizer.param_groups[0]["lr"], train["loss"], train["denoise"],
+                   train["kl"], train["hinge"], valid["loss"], valid["denoise"], round(p["wall_s"], 2)]
+            with open(log_path, "a", newline="") as handle:
+                csv.writer(handle).writerow(row)
+            save_state(self.state_path, self.objective, self.ema, self.optimizer, p)
+            self.bar.set_postfix(valid_denoise=f"{valid['denoise']:.3f}", refresh=True)
+        self.bar.close()
+        summary = {
+            "name": self.config.name,
+            "noise": self.config.noise.kind,
+            "steps": p["step"],
+            "epochs": p["epoch"],
+            "best_epoch": p.get("best_epoch"),
+            "train_wall_s": round(p["wall_s"], 1),
+            "processes": self.world,
+            "device": str(self.device),
+            "valid": p.get("best_metrics"),
+        }
+        if self.rank == 0:
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+            dist.destroy_process_group()
+        return summary
+
+
+def pretrain(config: PretrainConfig, progress: bool = True) -> dict:
+    """Pretrain a denoiser (and generator) as `config` says; resumes from the run's state."""
+    return Pretrainer(config, progress).fit()

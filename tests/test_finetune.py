@@ -1,0 +1,106 @@
+"""Training with auxiliary denoising: frozen generator, force encoding, corruption bookkeeping."""
+
+import numpy as np
+import pytest
+import torch
+from e3nn import o3
+from scipy.spatial.transform import Rotation
+
+from anids_md.checkpoint import load_checkpoint, load_generator
+from anids_md.cli import main
+from anids_md.data import collate, graph_from_atoms
+from anids_md.noise import ForceEncoding, NoiseConfig, structure_covariances
+from anids_md.train import Trainer
+from anids_md.train.losses import energy_force_loss
+
+from .test_pretrain import pretrained, structures_file  # noqa: F401  (fixtures)
+from .test_train import frames_file, tiny_run  # noqa: F401
+
+
+def finetune(tmp_path, frames_file, pretrained, *extra):  # noqa: F811
+    config, _ = pretrained
+    return Trainer(tiny_run(tmp_path, frames_file, f"init={config.run_dir / 'model.safetensors'}", *extra), progress=False)
+
+
+def test_pretrained_weights_load_and_covariances_are_cached_frozen(tmp_path, frames_file, pretrained):  # noqa: F811
+    trainer = finetune(tmp_path, frames_file, pretrained, "noise=anisotropic", "optim.epochs=1")
+    config, _ = pretrained
+    path = config.run_dir / "model.safetensors"
+    backbone, _ = load_checkpoint(path)
+    assert torch.equal(trainer.model.blocks[0].gate.gates.weight, backbone.blocks[0].gate.gates.weight)
+    # The generator is not trained: nothing of it is among the optimised parameters ...
+    names = [n for n, _ in trainer.trainable.named_parameters()]
+    assert all(n.startswith("model.") or n.startswith("denoising.force_encoding.") for n in names)
+    # ... and each frame's covariances are the frozen generator's, computed once.
+    generator, settings = load_generator(path)
+    noise = NoiseConfig(**settings)
+    graph = trainer.train_graphs[3].to(dtype=torch.float32)
+    expected = structure_covariances(noise, graph, generator).matrices.double()
+    cached = trainer.denoising.covariances[3]
+    assert not cached.requires_grad and torch.allclose(cached, expected, atol=1e-6)
+    assert 0.01 < trainer.denoising.mean_noise_scale() < 1.0
+
+
+def test_no_corrupted_atoms_gives_plain_loss_and_zero_denoising(tmp_path, frames_file, pretrained):  # noqa: F811
+    trainer = finetune(tmp_path, frames_file, pretrained, "noise=anisotropic", "denoise.probability=0", "optim.epochs=1")
+    batch = collate(trainer.train_graphs[:4]).to(dtype=torch.float32)
+    losses = trainer.denoising.loss(trainer.model, batch, [0, 1, 2, 3], 0.0, 1.0, 10.0, np.random.default_rng(0))
+    plain = energy_force_loss(trainer.model, batch, 1.0, 10.0)
+    assert float(losses["denoise"]) == 0.0 and torch.isfinite(losses["loss"])
+    assert float(losses["loss"].detach()) == pytest.approx(float(plain["loss"].detach()), rel=1e-5)
+
+
+def test_corrupted_atoms_get_denoising_and_no_force_loss(tmp_path, frames_file, pretrained):  # noqa: F811
+    trainer = finetune(tmp_path, frames_file, pretrained, "noise=fixed", "denoise.probability=1", "denoise.atom_ratio=1",
+                       "optim.epochs=1")
+    batch = collate(trainer.train_graphs[:4]).to(dtype=torch.float32)
+    losses = trainer.denoising.loss(trainer.model, batch, [0, 1, 2, 3], 0.5, 1.0, 10.0, np.random.default_rng(0))
+    assert float(losses["forces"]) == 0.0 and float(losses["denoise"]) > 0  # every atom corrupted
+    trainer.model.zero_grad()
+    losses["loss"].backward()
+    assert float(trainer.denoising.force_encoding.weight.grad.abs().sum()) > 0
+    at_end = trainer.denoising.loss(trainer.model, batch, [0, 1, 2, 3], 1.0, 1.0, 10.0, np.random.default_rng(0))
+    assert float(at_end["loss"].detach()) == pytest.approx(float(at_end["energy"]), rel=1e-5)  # λ_denoise has decayed to 0
+
+
+def test_force_encoding_is_equivariant(tiny_model, ethanol):
+    torch.manual_seed(0)
+    encoding = ForceEncoding(tiny_model.config.channels, tiny_model.config.lmax).double()
+    forces = torch.randn(len(ethanol), 3, dtype=torch.float64)
+    mask = torch.tensor([True, False, True, True, False, True, False, False, True])
+    rotation = torch.from_numpy(Rotation.random(random_state=7).as_matrix())
+
+    def run(atoms, f):
+        out = tiny_model(graph_from_atoms(atoms, tiny_model.config.cutoff), node_features=encoding(f, mask))
+        return out["energy"], out["vectors"], out["forces"]
+
+    moved = ethanol.copy()
+    moved.positions = ethanol.positions @ rotation.numpy().T + 1.5
+    e0, v0, f0 = run(ethanol, forces)
+    e1, v1, f1 = run(moved, forces @ rotation.T)
+    assert float((e0 - e1).abs().detach()) < 1e-9
+    assert torch.allclose(v1, v0 @ rotation.T, atol=1e-9) and torch.allclose(f1, f0 @ rotation.T, atol=1e-9)
+    e2, _, _ = run(ethanol, -forces)  # the encoding really depends on the forces
+    assert float((e0 - e2).abs()) > 1e-4
+    # degree-2 block is Y_2 of the direction times the magnitude
+    features = encoding(forces, mask)
+    expected = o3.spherical_harmonics(2, forces, normalize=True, normalization="component") * forces.norm(dim=-1, keepdim=True)
+    assert torch.allclose(features[4:9, 0, 0] / encoding.weight[2, 0], expected[0])
+    assert torch.all(features[:, ~mask] == 0)
+
+
+def test_train_command_fine_tunes_with_each_objective(tmp_path, frames_file, pretrained, capsys):  # noqa: F811
+    config, _ = pretrained
+    init = str(config.run_dir / "model.safetensors")
+    common = [f"output_dir={tmp_path}", f"data.train={frames_file}", "data.protocol=null", "data.n_valid=4",
+              "optim.batch_size=4", "optim.epochs=2", "device=cpu"]
+    for noise in ("none", "fixed", "anisotropic"):
+        main(["train", "--config", "training/configs/rmd17-50.yaml", "--quiet", f"name={noise}", f"init={init}", f"noise={noise}",
+              "data.test=null", "data.reference_energies=null", *common])
+        _, metadata = load_checkpoint(tmp_path / noise / "model.safetensors")
+        assert metadata["results"]["noise"] == noise and metadata["results"]["init"] == init
+    assert "noise_scale_A" in load_checkpoint(tmp_path / "anisotropic" / "model.safetensors")[1]["results"]
+    with pytest.raises(ValueError, match="pretrained with 'anisotropic' noise, not 'isotropic'"):
+        main(["train", "--config", "training/configs/rmd17-50.yaml", "--quiet", "name=x", f"init={init}", "noise=isotropic", *common])
+    with pytest.raises(ValueError, match="needs a pretrained generator"):
+        main(["train", "--config", "training/configs/rmd17-50.yaml", "--quiet", "name=y", "noise=anisotropic", *common])

@@ -39,7 +39,9 @@ def cmd_noise(args) -> None:
     print(f"{'atom':>6} {'λ1':>9} {'λ2':>9} {'λ3':>9} {'√(trΣ/3) Å':>11} {'angle':>7}")
     for i, symbol in enumerate(report.symbols):
         l1, l2, l3 = report.eigenvalues[i]
-        print(f"{symbol + str(i):>6} {l1:9.5f} {l2:9.5f} {l3:9.5f} {report.noise_scale[i]:11.4f} {report.stiff_axis_bond_angle_deg[i]:6.1f}°")
+        angle = report.stiff_axis_bond_angle_deg[i]
+        angle = "—" if angle != angle else f"{angle:.1f}°"  # NaN: no single stiffest axis
+        print(f"{symbol + str(i):>6} {l1:9.5f} {l2:9.5f} {l3:9.5f} {report.noise_scale[i]:11.4f} {angle:>7}")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"checkpoint": str(args.checkpoint), "input": str(args.input), **report.to_dict()}, handle, indent=2)

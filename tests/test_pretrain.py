@@ -122,7 +122,7 @@ def test_noise_command_json_and_plot(pretrained, tmp_path, capsys):
     cov = np.array(report["covariance"])
     assert report["symbols"][:3] == ["C", "C", "O"] and cov.shape == (9, 3, 3) and np.array(report["positions"]).shape == (9, 3)
     assert np.allclose(cov, cov.transpose(0, 2, 1)) and (np.linalg.eigvalsh(cov) > 0).all()
-    assert all(0 <= a <= 90 for a in report["stiff_axis_bond_angle_deg"])
+    assert all(0 <= a <= 90 for a in report["stiff_axis_bond_angle_deg"])  # anisotropic: every atom has a stiffest axis
     assert (tmp_path / "n.png").stat().st_size > 10_000
     assert "angle" in capsys.readouterr().out
 
@@ -156,3 +156,13 @@ def test_qm9_reader_filters_and_converts(tmp_path):
     (tmp_path / "qm9_part1.csv").write_text("\n".join([header, rows[0].replace("0.63,0.63,0.63", "0.63,nan")]) + "\n")
     with pytest.raises(ValueError, match="row '1'"):
         read_qm9(tmp_path)
+
+
+def test_pretraining_resumes_from_its_state(tmp_path, structures_file):
+    first = pretrain(pretrain_config(tmp_path, structures_file, "optim.epochs=1"), progress=False)
+    first_log = (tmp_path / "pt" / "log.csv").read_text()
+    resumed = pretrain(pretrain_config(tmp_path, structures_file, "optim.epochs=2"), progress=False)
+    with open(tmp_path / "pt" / "log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and resumed["steps"] == 2 * first["steps"]
+    assert (tmp_path / "pt" / "log.csv").read_text().startswith(first_log)  # epoch 1 kept, not redone

@@ -25,7 +25,7 @@ class NoiseReport:
     eigenvalues: np.ndarray  # (N, 3) Å², ascending: the first is the stiffest direction
     eigenvectors: np.ndarray  # (N, 3, 3), column k belongs to eigenvalue k
     nearest_atom: np.ndarray  # (N,) index of each atom's nearest neighbour
-    stiff_axis_bond_angle_deg: np.ndarray  # (N,) angle, 0–90°, between the stiffest axis and the nearest bond
+    stiff_axis_bond_angle_deg: np.ndarray  # (N,) 0–90° between the stiffest axis and the nearest bond; NaN if no axis is stiffest
     noise_kind: str
 
     @property
@@ -44,7 +44,7 @@ class NoiseReport:
             "eigenvectors": self.eigenvectors.tolist(),
             "noise_scale_A": self.noise_scale.tolist(),
             "nearest_atom": self.nearest_atom.tolist(),
-            "stiff_axis_bond_angle_deg": self.stiff_axis_bond_angle_deg.tolist(),
+            "stiff_axis_bond_angle_deg": [None if np.isnan(a) else float(a) for a in self.stiff_axis_bond_angle_deg],
         }
 
 
@@ -66,9 +66,11 @@ def describe_noise(generator: NoiseGenerator, settings: dict, atoms: Atoms) -> N
     bonds = atoms.positions[nearest] - atoms.positions
     bonds /= np.linalg.norm(bonds, axis=1, keepdims=True)
     cosine = np.abs(np.einsum("nk,nk->n", vectors[:, :, 0], bonds)).clip(0.0, 1.0)
+    angle = np.degrees(np.arccos(cosine))
+    angle[values[:, 1] - values[:, 0] <= 1e-6 * values[:, 2]] = np.nan  # isotropic in the stiff plane: no axis
     return NoiseReport(
         symbols=atoms.get_chemical_symbols(), numbers=atoms.numbers.copy(), positions=atoms.positions.copy(), covariance=cov, eigenvalues=values,
-        eigenvectors=vectors, nearest_atom=nearest, stiff_axis_bond_angle_deg=np.degrees(np.arccos(cosine)),
+        eigenvectors=vectors, nearest_atom=nearest, stiff_axis_bond_angle_deg=angle,
         noise_kind=noise.kind,
     )
 

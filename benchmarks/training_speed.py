@@ -1,0 +1,71 @@
+"""Training throughput with and without auxiliary denoising (BENCHMARKS.md C, target ≤ 15 %
+overhead): rMD17 aspirin, batch 8, float32, epochs of the same trainer set-up alternating in one
+process, so both see the same machine state.
+
+    python benchmarks/training_speed.py --generator runs/qm9-anisotropic/model.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from common import RESULTS, machine
+
+from anids_md.train import Trainer, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def trainer(args, noise: str) -> Trainer:
+    data = Path(args.data)
+    overrides = [f"name=speed-{noise}", "output_dir=/tmp/anids-training-speed", f"noise={noise}", "device=cpu",
+                 f"data.train={data / 'rmd17_aspirin_train_01.npz'}", "data.test=null", "data.protocol=rmd17-1000",
+                 f"data.reference_energies={data / 'isolated_atoms_pbe_def2svp.xyz'}", "optim.batch_size=8",
+                 "optim.epochs=1000"]
+    if noise not in ("none", "fixed"):
+        overrides.append(f"denoise.generator={args.generator}")
+    return Trainer(load_config(REPO / "training/configs/rmd17-50.yaml", overrides), progress=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--generator", default="runs/qm9-anisotropic/model.safetensors")
+    parser.add_argument("--objectives", nargs="+", default=["none", "fixed", "anisotropic"])
+    parser.add_argument("--data", default=str(REPO.parent / "shared/data/rmd17"))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", default=str(RESULTS / "training_speed.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    trainers = {noise: trainer(args, noise) for noise in args.objectives}
+    n = len(next(iter(trainers.values())).train_graphs)
+    for t in trainers.values():  # warm-up
+        t.progress_state["step"] = t.total_steps - 5
+        t.train_epoch(0)
+    rates = {noise: [] for noise in trainers}
+    for k in range(args.rounds):
+        for noise, t in trainers.items():
+            t.progress_state["step"] = 0
+            start = time.perf_counter()
+            t.train_epoch(k + 1)
+            rates[noise].append(n / (time.perf_counter() - start))
+    result = {noise: {"structures_per_s": statistics.median(r), "rounds": r} for noise, r in rates.items()}
+    base = result["none"]["structures_per_s"] if "none" in result else None
+    for noise, r in result.items():
+        if base:
+            r["overhead_vs_none"] = base / r["structures_per_s"] - 1.0
+        print(f"{noise:16s} {r['structures_per_s']:7.1f} structures/s" + (f"  overhead {100 * r['overhead_vs_none']:+.1f} %" if base else ""))
+    Path(args.out).write_text(json.dumps({"settings": {"molecule": "aspirin", "batch_size": 8, "dtype": "float32",
+                                                       "threads": args.threads, "epoch_structures": n,
+                                                       "denoise": "p = 0.25, r = 0.25"},
+                                          "results": result, "machine": machine()}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -112,12 +112,74 @@ def cmd_md(args) -> None:
     print(f"mean temperature {report.mean_temperature_K:.1f} K")
     if args.ensemble == "nve":
         print(f"energy drift {report.drift_meV_per_atom_per_ps:+.4f} meV/atom/ps")
+    if report.stable:
+        print(f"all {len(report.bonds)} bonds stayed within [0.7, 1.5]× their starting length")
+    else:
+        print(f"UNSTABLE: {len(report.unstable_bonds)} bonds left [0.7, 1.5]× their starting length: {report.unstable_bonds}")
+
+
+def _level(args):
+    from .validate import DFTLevel
+
+    return DFTLevel(xc=args.xc, basis=args.basis, dispersion=args.dispersion, density_fit=not args.no_density_fit, grid_level=args.grid)
+
+
+def cmd_dft_optimize(args) -> None:
+    from ase.io import write
+
+    from .validate import dft_optimize, kabsch_rmsd
+
+    atoms = _read_one(args.input)
+    level = _level(args)
+    result = dft_optimize(atoms, level.xc, level.basis, level.dispersion, level.density_fit, level.grid_level, cache_dir=args.cache)
+    result.atoms.info["energy_eV"] = result.energy_eV
+    write(args.output, result.atoms, format="extxyz")
+    state = "converged" if result.converged else "NOT converged"
+    print(f"{level.label()}: {state} in {result.steps} gradients ({result.wall_s:.1f} s{', cached' if result.cached else ''})")
+    print(f"energy {result.energy_eV:.6f} eV, max |F| {abs(result.forces_eV_per_A).max():.5f} eV/Å, "
+          f"RMSD to the start {kabsch_rmsd(atoms, result.atoms):.4f} Å; wrote {args.output}")
+
+
+def cmd_rmsd(args) -> None:
+    from .validate import kabsch_rmsd
+
+    print(f"{kabsch_rmsd(_read_one(args.a), _read_one(args.b), heavy_atoms_only=args.heavy):.5f}")
+
+
+def cmd_validate(args) -> None:
+    from .validate import as_json, compare_minima, plot_comparison, summarize
+
+    structures, names = [], []
+    for path in args.structures:
+        structures.append(_read_one(path))
+        names.append(str(path))
+    if args.rmd17:
+        from .data import read_rmd17
+
+        for k, atoms in enumerate(read_rmd17(args.rmd17)[: args.frames]):
+            structures.append(atoms)
+            names.append(f"frame {k}")
+    if not structures:
+        raise SystemExit("give structure files and/or --rmd17 FILE --frames N")
+    rows = compare_minima(args.checkpoint, structures, names, _level(args), fmax=args.fmax, cache_dir=args.cache)
+    summary = summarize(rows)
+    print(f"{'structure':>14} {'ML-DFT Å':>9} {'start-DFT':>9} {'reduction':>9} {'ΔE meV':>8} {'ML s':>6} {'DFT s':>7}")
+    for r in rows:
+        print(f"{r.name[-14:]:>14} {r.rmsd_ml_dft_A:9.4f} {r.rmsd_start_dft_A:9.4f} {r.rmsd_reduction_A:9.4f} "
+              f"{r.dft_energy_penalty_meV:8.2f} {r.ml_wall_s:6.2f} {r.dft_wall_s:7.1f}")
+    print(f"mean RMSD between minima {summary['mean_rmsd_ml_dft_A']:.4f} Å (max {summary['max_rmsd_ml_dft_A']:.4f}); "
+          f"mean RMSD reduction {summary['mean_rmsd_reduction_A']:.4f} Å; DFT/ML wall time {summary['dft_over_ml_wall']:.0f}×")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"checkpoint": str(args.checkpoint), "level": _level(args).label(), "summary": summary, "structures": as_json(rows)}, handle, indent=2)
+    if args.plot:
+        plot_comparison(rows, args.plot, f"{args.checkpoint} vs {_level(args).label()}")
 
 
 def cmd_demo(args) -> None:
     from .demo import run_demo
 
-    run_demo(args.model, steps=args.steps)
+    run_demo(args.model, steps=args.steps, level=_level(args), plot=args.plot, cache_dir=args.cache)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,9 +238,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=cmd_md)
 
-    p = sub.add_parser("demo", help="optimise ethanol and run a short NVE MD with a shipped model")
+    def add_level(p):
+        p.add_argument("--xc", default="PBE")
+        p.add_argument("--basis", default="def2-SVP")
+        p.add_argument("--dispersion", choices=["d3bj"], default=None)
+        p.add_argument("--grid", type=int, default=3, help="PySCF grid level")
+        p.add_argument("--no-density-fit", action="store_true", help="exact Coulomb instead of RI-J")
+        p.add_argument("--cache", help="folder of cached DFT results (default ~/.cache/anids-md/dft or $ANIDS_MD_CACHE)")
+
+    p = sub.add_parser("dft-optimize", help="PySCF + geomeTRIC reference optimisation (cached)")
+    p.add_argument("input", help="structure file ASE reads")
+    p.add_argument("-o", "--output", required=True, help="extxyz of the DFT minimum")
+    add_level(p)
+    p.set_defaults(run=cmd_dft_optimize)
+
+    p = sub.add_parser("rmsd", help="RMSD (Å) between two conformations after Kabsch alignment")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--heavy", action="store_true", help="ignore hydrogens")
+    p.set_defaults(run=cmd_rmsd)
+
+    p = sub.add_parser("validate", help="ML minima against DFT minima: RMSD, energy penalty, wall times")
+    p.add_argument("checkpoint", help="checkpoint file or shipped model name")
+    p.add_argument("structures", nargs="*", help="starting structures (files ASE reads)")
+    p.add_argument("--rmd17", help="rMD17 npz: start from its first --frames frames")
+    p.add_argument("--frames", type=int, default=5)
+    p.add_argument("--fmax", type=float, default=1e-3, help="ML convergence, eV/Å")
+    p.add_argument("--json", help="write the table and summary")
+    p.add_argument("--plot", help="PNG of the RMSDs and energy penalties")
+    add_level(p)
+    p.set_defaults(run=cmd_validate)
+
+    p = sub.add_parser("demo", help="ethanol: ML vs DFT minimum (RMSD, plot) and a short NVE MD with a shipped model")
     p.add_argument("--model", default="rmd17-ethanol")
     p.add_argument("--steps", type=int, default=2000, help="MD steps of 0.5 fs")
+    p.add_argument("--plot", default="demo_minima.png", help="PNG comparing the minima")
+    add_level(p)
     p.set_defaults(run=cmd_demo)
     return parser
 

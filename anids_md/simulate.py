@@ -1,5 +1,5 @@
 """Geometry optimisation and molecular dynamics with ASE, and reports on them
-(energy drift in meV/atom/ps, temperature)."""
+(energy drift in meV/atom/ps, temperature, bonds that stretched or shrank too far)."""
 
 from __future__ import annotations
 
@@ -44,6 +44,11 @@ class MDReport:
     times_ps: list[float] = field(default_factory=list)
     total_energies_eV: list[float] = field(default_factory=list)
     temperatures_K: list[float] = field(default_factory=list)
+    bonds: np.ndarray | None = None  # (B, 2) pairs bonded at the start
+    start_bond_lengths: np.ndarray | None = None  # (B,) Å
+    min_bond_ratio: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (B,) shortest length / start length
+    max_bond_ratio: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (B,) longest length / start length
+    bond_limits: tuple[float, float] = (0.7, 1.5)
 
     @property
     def drift_meV_per_atom_per_ps(self) -> float:
@@ -56,6 +61,42 @@ class MDReport:
     @property
     def mean_temperature_K(self) -> float:
         return float(np.mean(self.temperatures_K))
+
+    @property
+    def unstable_bonds(self) -> list[dict]:
+        """Bonds whose length left [0.7, 1.5]× the starting length in a recorded frame."""
+        low, high = self.bond_limits
+        if self.bonds is None:
+            return []
+        bad = (self.min_bond_ratio < low) | (self.max_bond_ratio > high)
+        return [{"atoms": [int(i), int(j)], "min_ratio": float(a), "max_ratio": float(b)}
+                for (i, j), a, b, flag in zip(self.bonds, self.min_bond_ratio, self.max_bond_ratio, bad) if flag]
+
+    @property
+    def stable(self) -> bool:
+        return not self.unstable_bonds
+
+    def track_bonds(self, atoms: Atoms) -> None:
+        """Update the extreme length ratios of the starting bonds (set up on the first call)."""
+        distances = atoms.get_all_distances()
+        if self.bonds is None:
+            self.bonds = bonded_pairs(atoms)
+            self.start_bond_lengths = distances[self.bonds[:, 0], self.bonds[:, 1]]
+            self.min_bond_ratio = np.ones(len(self.bonds))
+            self.max_bond_ratio = np.ones(len(self.bonds))
+        ratio = distances[self.bonds[:, 0], self.bonds[:, 1]] / self.start_bond_lengths
+        self.min_bond_ratio = np.minimum(self.min_bond_ratio, ratio)
+        self.max_bond_ratio = np.maximum(self.max_bond_ratio, ratio)
+
+
+def bonded_pairs(atoms: Atoms, tolerance: float = 1.2) -> np.ndarray:
+    """Pairs (i < j) closer than `tolerance` × the sum of their covalent radii, (B, 2)."""
+    from ase.data import covalent_radii
+
+    distances = atoms.get_all_distances()
+    radii = covalent_radii[atoms.numbers]
+    i, j = np.nonzero(np.triu(distances < tolerance * (radii[:, None] + radii[None, :]), k=1))
+    return np.stack([i, j], axis=1)
 
 
 def run_md(
@@ -72,8 +113,8 @@ def run_md(
 ) -> MDReport:
     """Molecular dynamics from a Maxwell-Boltzmann start at `temperature_K` (no net momentum or
     rotation). NVE uses velocity Verlet; Langevin thermostats at `temperature_K`. Every
-    `interval` steps the energies are recorded and, if `trajectory` is given, the frame is
-    appended to that extxyz file (energies, forces and velocities included)."""
+    `interval` steps the energies and bond lengths are recorded and, if `trajectory` is given,
+    the frame is appended to that extxyz file (energies, forces and velocities included)."""
     from ase.io import write
     from ase.md.langevin import Langevin
     from ase.md import velocitydistribution as velocities
@@ -101,6 +142,7 @@ def run_md(
         Path(trajectory).unlink(missing_ok=True)
 
     def record():
+        report.track_bonds(atoms)
         report.times_ps.append(dynamics.nsteps * timestep_fs / 1000.0)
         report.total_energies_eV.append(float(atoms.get_total_energy()))
         report.temperatures_K.append(float(atoms.get_temperature()))

@@ -1,0 +1,164 @@
+"""DFT references with PySCF: single points (energy and forces, for labelling) and geometry
+optimisations with geomeTRIC, at a given level of theory (default PBE/def2-SVP with RI-J, the
+level of the rMD17 labels). gpu4pyscf is used when CUDA and the package are present. Results
+are cached on disk, keyed by the structure and the level, so a repeat costs nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+
+from ..data import check_structure
+from ..units import BOHR_IN_ANGSTROM, HARTREE_IN_EV
+
+
+@dataclass(frozen=True)
+class DFTLevel:
+    xc: str = "PBE"
+    basis: str = "def2-SVP"
+    dispersion: str | None = None  # None or "d3bj" (needs pyscf-dispersion)
+    density_fit: bool = True  # RI-J with def2-universal-jfit
+    grid_level: int = 3
+    charge: int = 0
+    spin: int = 0  # 2S
+
+    def label(self) -> str:
+        return f"{self.xc}{'-D3BJ' if self.dispersion else ''}/{self.basis}"
+
+
+@dataclass
+class DFTResult:
+    atoms: Atoms  # the structure (the minimum for an optimisation), positions in Å
+    energy_eV: float
+    forces_eV_per_A: np.ndarray
+    wall_s: float  # of the original computation (a cache hit costs nothing)
+    steps: int  # gradient evaluations (1 for a single point)
+    converged: bool
+    cached: bool
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("ANIDS_MD_CACHE", Path.home() / ".cache" / "anids-md")) / "dft"
+
+
+def cache_key(task: str, atoms: Atoms, level: DFTLevel, extra: dict | None = None) -> str:
+    """Hash of the task, elements, positions (rounded to 1e-6 Å) and level of theory."""
+    payload = {"task": task, "numbers": atoms.numbers.tolist(), "positions": np.round(atoms.positions, 6).tolist(),
+               "level": asdict(level), **(extra or {})}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _load(path: Path, numbers) -> DFTResult | None:
+    if not path.exists():
+        return None
+    d = json.loads(path.read_text())
+    atoms = Atoms(numbers=numbers, positions=np.array(d["positions"]))
+    return DFTResult(atoms, d["energy_eV"], np.array(d["forces_eV_per_A"]), d["wall_s"], d["steps"], d["converged"], True)
+
+
+def _store(path: Path, result: DFTResult, level: DFTLevel) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"level": asdict(level), "positions": result.atoms.positions.tolist(), "energy_eV": result.energy_eV,
+              "forces_eV_per_A": result.forces_eV_per_A.tolist(), "wall_s": result.wall_s, "steps": result.steps,
+              "converged": result.converged, "units": {"positions": "Å", "energy": "eV", "forces": "eV/Å"}}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, path)
+
+
+def _method(atoms: Atoms, level: DFTLevel, verbose: int = 0):
+    """A PySCF Kohn-Sham object for `atoms` at `level` (on the GPU when gpu4pyscf can)."""
+    from pyscf import dft, gto
+
+    check_structure(atoms, "structure")
+    mol = gto.M(atom=[(s, p) for s, p in zip(atoms.get_chemical_symbols(), atoms.positions)], basis=level.basis,
+                unit="Angstrom", charge=level.charge, spin=level.spin, verbose=verbose)
+    mf = dft.RKS(mol, xc=level.xc) if level.spin == 0 else dft.UKS(mol, xc=level.xc)
+    mf.grids.level = level.grid_level
+    if level.density_fit:
+        mf = mf.density_fit(auxbasis="def2-universal-jfit")
+    if level.dispersion:
+        if importlib.util.find_spec("dftd3") is None and importlib.util.find_spec("pyscf_dispersion") is None:
+            raise ImportError("dispersion='d3bj' needs pyscf-dispersion: pip install pyscf-dispersion")
+        mf.disp = level.dispersion
+    if gpu_available():
+        mf = mf.to_gpu()
+    return mf
+
+
+def gpu_available() -> bool:
+    if importlib.util.find_spec("gpu4pyscf") is None:
+        return False
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # no CUDA runtime: stay on the CPU
+        return False
+
+
+def _energy_forces(mf) -> tuple[float, np.ndarray]:
+    energy = mf.kernel()
+    if not mf.converged:
+        raise RuntimeError("the SCF did not converge")
+    gradient = np.asarray(mf.nuc_grad_method().kernel())
+    return float(energy) * HARTREE_IN_EV, -gradient * HARTREE_IN_EV / BOHR_IN_ANGSTROM
+
+
+def dft_single_point(atoms: Atoms, level: DFTLevel = DFTLevel(), cache_dir: str | Path | None = None) -> DFTResult:
+    """Energy (eV) and forces (eV/Å) of `atoms` at `level`, cached."""
+    path = Path(cache_dir or default_cache_dir()) / f"sp-{cache_key('single point', atoms, level)}.json"
+    cached = _load(path, atoms.numbers)
+    if cached is not None:
+        return cached
+    start = time.perf_counter()
+    energy, forces = _energy_forces(_method(atoms, level))
+    result = DFTResult(atoms.copy(), energy, forces, time.perf_counter() - start, 1, True, False)
+    _store(path, result, level)
+    return result
+
+
+def dft_optimize(
+    atoms: Atoms, xc: str = "PBE", basis: str = "def2-SVP", dispersion: str | None = None, density_fit: bool = True,
+    grid_level: int = 3, max_steps: int = 100, cache_dir: str | Path | None = None,
+) -> DFTResult:
+    """Relax `atoms` with PySCF + geomeTRIC (its default convergence criteria) and return the
+    minimum, its energy and forces; cached by structure and level of theory."""
+    level = DFTLevel(xc=xc, basis=basis, dispersion=dispersion, density_fit=density_fit, grid_level=grid_level)
+    path = Path(cache_dir or default_cache_dir()) / f"opt-{cache_key('optimisation', atoms, level, {'max_steps': max_steps})}.json"
+    cached = _load(path, atoms.numbers)
+    if cached is not None:
+        return cached
+    from pyscf.geomopt.geometric_solver import kernel
+
+    start = time.perf_counter()
+    steps = []
+    converged, mol = kernel(_method(atoms, level), maxsteps=max_steps, assert_convergence=False, logIni=str(_quiet_geometric_log()),
+                            callback=lambda env: steps.append(env.get("energy")))
+    minimum = Atoms(numbers=atoms.numbers, positions=mol.atom_coords(unit="Angstrom"))
+    energy, forces = _energy_forces(_method(minimum, level))
+    result = DFTResult(minimum, energy, forces, time.perf_counter() - start, len(steps), bool(converged), False)
+    _store(path, result, level)
+    return result
+
+
+def _quiet_geometric_log() -> Path:
+    """A logging configuration that keeps geomeTRIC's step-by-step report off the terminal."""
+    path = default_cache_dir().parent / "geometric-quiet.ini"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            "[loggers]\nkeys=root,geometric\n\n[handlers]\nkeys=null\n\n[formatters]\nkeys=\n\n"
+            "[logger_root]\nlevel=WARNING\nhandlers=\n\n"
+            "[logger_geometric]\nlevel=WARNING\nhandlers=null\nqualname=geometric\npropagate=0\n\n"
+            "[handler_null]\nclass=NullHandler\nargs=()\n"
+        )
+    return path

@@ -42,8 +42,9 @@ def test_training_lowers_the_loss_and_writes_outputs(tmp_path, frames_file):
         evaluate(model, emt_frames(24))["forces_mae_meV_per_A"], rel=1e-4)
 
 
-def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, frames_file, monkeypatch):
-    extra = ("optim.epochs=4",)
+@pytest.mark.parametrize("noise", ["none", "fixed"])
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, frames_file, monkeypatch, noise):
+    extra = ("optim.epochs=4", f"noise={noise}", "denoise.probability=1")
     reference = train(tiny_run(tmp_path / "a", frames_file, *extra), progress=False)
 
     calls = {"n": 0}

@@ -101,3 +101,9 @@ def test_dft_optimize_rmsd_and_validate_commands(tmp_path, capsys):
     assert row["rmsd_reduction_A"] == pytest.approx(row["rmsd_start_dft_A"] - row["rmsd_ml_dft_A"])
     assert row["dft_energy_penalty_meV"] > -1e-3  # the DFT minimum is the lowest DFT energy nearby
     assert (tmp_path / "v.png").exists() and "mean RMSD between minima" in capsys.readouterr().out
+
+
+def test_d3bj_dispersion_lowers_the_energy_slightly(tmp_path):
+    plain = dft_single_point(water(), SMALL, cache_dir=tmp_path).energy_eV
+    d3 = dft_single_point(water(), DFTLevel(xc="PBE", basis="sto-3g", dispersion="d3bj"), cache_dir=tmp_path).energy_eV
+    assert -0.1 < d3 - plain < 0.0  # eV: attractive and small for one water molecule

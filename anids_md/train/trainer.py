@@ -11,9 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
-
 from torch import nn
+from tqdm.auto import tqdm
 
 from ..checkpoint import load_checkpoint, resolve_dtype, save_checkpoint
 from ..data import (
@@ -119,8 +118,7 @@ class Trainer:
         self.trainable = nn.ModuleDict({"model": self.model, **({"denoising": self.denoising} if self.denoising else {})})
         o = config.optim
         self.optimizer = torch.optim.AdamW(self.trainable.parameters(), lr=o.lr, weight_decay=o.weight_decay)
-        self.batch_rng = np.random.default_rng([config.seed, 1])
-        self.noise_rng = torch.Generator(device=self.device).manual_seed(config.seed)
+        self.noise_rng = torch.Generator(device=self.device)
         self.ema = ExponentialMovingAverage(self.model, o.ema_decay)
         steps_per_epoch = math.ceil(len(self.train_graphs) / o.batch_size)
         self.total_steps = o.max_steps or o.epochs * steps_per_epoch
@@ -155,8 +153,10 @@ class Trainer:
                 losses = energy_force_loss(self.model, batch, o.energy_weight, o.forces_weight)
                 losses["denoise"] = losses["loss"].new_zeros(())
             else:
+                # Random streams seeded by the step, so a resumed run draws what it would have drawn.
+                self.noise_rng.manual_seed(self.config.seed * 1_000_003 + step)
                 losses = self.denoising.loss(self.model, batch, indices, step / self.total_steps, o.energy_weight,
-                                             o.forces_weight, self.batch_rng, self.noise_rng)
+                                             o.forces_weight, np.random.default_rng([self.config.seed, 1, step]), self.noise_rng)
             self.optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             torch.nn.utils.clip_grad_norm_(self.trainable.parameters(), o.grad_clip)

@@ -86,7 +86,7 @@ def _method(atoms: Atoms, level: DFTLevel, verbose: int = 0):
     if level.density_fit:
         mf = mf.density_fit(auxbasis="def2-universal-jfit")
     if level.dispersion:
-        if importlib.util.find_spec("dftd3") is None and importlib.util.find_spec("pyscf_dispersion") is None:
+        if importlib.util.find_spec("pyscf.dispersion") is None:
             raise ImportError("dispersion='d3bj' needs pyscf-dispersion: pip install pyscf-dispersion")
         mf.disp = level.dispersion
     if gpu_available():

@@ -62,15 +62,14 @@ def main() -> None:
     out = Path(args.out)
     result = json.loads(out.read_text()) if out.exists() else {}
     if "nve" not in args.skip:
-        result["nve"] = [nve(args.nve_model, dtype, args.nve_steps) for dtype in ("float64", "float32")]
+        result["nve"] = [nve(args.nve_model, dtype, args.nve_steps) | {"machine": machine()} for dtype in ("float64", "float32")]
         for r in result["nve"]:
             print(f"NVE {r['dtype']}: drift {r['drift_meV_per_atom_per_ps']:+.4f} meV/atom/ps over {r['time_ps']} ps")
     if "langevin" not in args.skip:
-        result["langevin"] = langevin(args.langevin_model, Path(args.data), args.langevin_steps, args.langevin_dtype)
+        result["langevin"] = langevin(args.langevin_model, Path(args.data), args.langevin_steps, args.langevin_dtype) | {"machine": machine()}
         r = result["langevin"]
         print(f"Langevin 500 K {r['time_ps']} ps: {'stable' if r['stable'] else 'UNSTABLE'}; bond ratios "
               f"{r['min_bond_ratio']:.3f}-{r['max_bond_ratio']:.3f}")
-    result["machine"] = machine()
     out.write_text(json.dumps(result, indent=2))
 
 

@@ -63,6 +63,14 @@ def test_corrupted_atoms_get_denoising_and_no_force_loss(tmp_path, frames_file, 
     assert float(at_end["loss"].detach()) == pytest.approx(float(at_end["energy"]), rel=1e-5)  # λ_denoise has decayed to 0
 
 
+def test_corrupted_structures_can_skip_their_labels(tmp_path, frames_file, pretrained):  # noqa: F811
+    trainer = finetune(tmp_path, frames_file, pretrained, "noise=fixed", "denoise.probability=1", "denoise.atom_ratio=0.5",
+                       "denoise.label_corrupted=false", "optim.epochs=1")
+    batch = collate(trainer.train_graphs[:4]).to(dtype=torch.float32)
+    losses = trainer.denoising.loss(trainer.model, batch, [0, 1, 2, 3], 0.0, 1.0, 10.0, np.random.default_rng(0))
+    assert float(losses["energy"]) == 0.0 and float(losses["forces"]) == 0.0 and float(losses["denoise"]) > 0
+
+
 def test_force_encoding_is_equivariant(tiny_model, ethanol):
     torch.manual_seed(0)
     encoding = ForceEncoding(tiny_model.config.channels, tiny_model.config.lmax).double()

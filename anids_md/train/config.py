@@ -51,6 +51,9 @@ class DenoiseConfig:
     atom_ratio: float = 0.25  # r: share of atoms corrupted in such a structure
     weight: float = 5.0  # λ_denoise at the start; decays linearly to 0 at the last step
     sigma: float = 0.05  # Å, the `fixed` model's noise
+    # METHOD.md: a corrupted structure still fits its original energy and, on its other atoms,
+    # the original forces. false: corrupted structures give only the denoising loss.
+    label_corrupted: bool = True
     generator: str | None = None  # checkpoint holding the frozen generator (default: `init`)
 
 

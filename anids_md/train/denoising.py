@@ -24,6 +24,7 @@ class AuxiliaryDenoising(nn.Module):
         super().__init__()
         d = config.denoise
         self.probability, self.atom_ratio, self.weight = d.probability, d.atom_ratio, d.weight
+        self.label_corrupted = d.label_corrupted
         self.cutoff = model.config.cutoff
         generator = None
         sigma_prior = NoiseConfig.sigma_prior
@@ -69,8 +70,13 @@ class AuxiliaryDenoising(nn.Module):
             node_features = self.force_encoding(batch.forces / scale, mask)
         out = model(graph, compute_forces=True, training=True, node_features=node_features)
         scale = model.config.force_scale
-        energy_loss = ((out["energy"] - batch.energy) / scale).to(out["forces"].dtype).pow(2).mean()
-        forces_loss = masked_mean(((out["forces"] - batch.forces)[~mask] / scale).pow(2)) / 3.0
+        labelled_structures = torch.ones(batch.n_structures, dtype=torch.bool, device=mask.device)
+        if not self.label_corrupted:
+            labelled_structures[batch.batch[atoms]] = False
+        labelled_atoms = ~mask & labelled_structures[batch.batch]
+        energy_error = ((out["energy"] - batch.energy) / scale).to(out["forces"].dtype)[labelled_structures]
+        energy_loss = masked_mean(energy_error.pow(2))
+        forces_loss = masked_mean(((out["forces"] - batch.forces)[labelled_atoms] / scale).pow(2)) / 3.0
         denoise = masked_mean((out["vectors"][atoms] - target).pow(2)) if target is not None else energy_loss.new_zeros(())
         weight = self.weight * max(0.0, 1.0 - progress)
         total = energy_weight * energy_loss + forces_weight * forces_loss + weight * denoise

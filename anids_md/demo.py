@@ -20,7 +20,7 @@ def run_demo(model: str = "rmd17-ethanol", steps: int = 2000, level: DFTLevel = 
     calc = AniDSCalculator(model, dtype="float64")
     print(f"model {model}: {calc.metadata['training'].get('description', '')}")
     print(f"relaxing ethanol with the model (BFGS, fmax 1e-3 eV/Å) and with {level.label()} (PySCF + geomeTRIC; "
-          "a few minutes on 2 cores the first time, cached afterwards) ...")
+          "about half a minute on 2 cores the first time, cached afterwards) ...")
     (row,) = compare_minima(model, [start], ["ethanol"], level, fmax=1e-3, cache_dir=cache_dir, progress=False)
     print(f"ML:  {row.ml_steps} BFGS steps in {row.ml_wall_s:.2f} s; RMSD to the start {row.rmsd_start_ml_A:.4f} Å")
     print(f"DFT: {row.dft_steps} gradients in {row.dft_wall_s:.1f} s; RMSD to the start {row.rmsd_start_dft_A:.4f} Å")

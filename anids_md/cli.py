@@ -161,7 +161,8 @@ def cmd_validate(args) -> None:
             names.append(f"frame {k}")
     if not structures:
         raise SystemExit("give structure files and/or --rmd17 FILE --frames N")
-    rows = compare_minima(args.checkpoint, structures, names, _level(args), fmax=args.fmax, cache_dir=args.cache)
+    level = _level(args)
+    rows = compare_minima(args.checkpoint, structures, names, level, fmax=args.fmax, cache_dir=args.cache)
     summary = summarize(rows)
     print(f"{'structure':>14} {'ML-DFT Å':>9} {'start-DFT':>9} {'reduction':>9} {'ΔE meV':>8} {'ML s':>6} {'DFT s':>7}")
     for r in rows:
@@ -171,9 +172,9 @@ def cmd_validate(args) -> None:
           f"mean RMSD reduction {summary['mean_rmsd_reduction_A']:.4f} Å; DFT/ML wall time {summary['dft_over_ml_wall']:.0f}×")
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"checkpoint": str(args.checkpoint), "level": _level(args).label(), "summary": summary, "structures": as_json(rows)}, handle, indent=2)
+            json.dump({"checkpoint": str(args.checkpoint), "level": level.label(), "summary": summary, "structures": as_json(rows)}, handle, indent=2)
     if args.plot:
-        plot_comparison(rows, args.plot, f"{args.checkpoint} vs {_level(args).label()}")
+        plot_comparison(rows, args.plot, f"{args.checkpoint} vs {level.label()}")
 
 
 def cmd_demo(args) -> None:

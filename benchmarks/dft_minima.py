@@ -16,7 +16,7 @@ from pathlib import Path
 from common import RESULTS, machine
 
 from anids_md.data import read_rmd17
-from anids_md.validate import DFTLevel, as_json, compare_minima, dft_optimize, plot_comparison, summarize
+from anids_md.validate import DFTLevel, MinimumComparison, as_json, compare_minima, dft_optimize, plot_comparison, summarize
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,8 +54,6 @@ def main() -> None:
     Path(args.out).write_text(json.dumps({"level": level.label() + " (RI-J def2-universal-jfit, grid 3, geomeTRIC)",
                                           "ml_fmax_eV_per_A": 1e-3, "overall": overall, "molecules": results,
                                           "machine": machine()}, indent=2))
-    from anids_md.validate import MinimumComparison
-
     plot_comparison([MinimumComparison(**r) for r in all_rows], Path(args.out).with_suffix(".png"), f"ML vs {level.label()} minima")
     print(f"all: mean RMSD {overall['mean_rmsd_ml_dft_A']:.4f} Å over {len(all_rows)} structures")
 

@@ -72,7 +72,6 @@ def structure_covariances(config: NoiseConfig, graph: AtomicGraph, generator: No
 @dataclass
 class Corruption:
     graph: AtomicGraph  # the noisy structure, edges rebuilt at `cutoff`
-    atoms: torch.Tensor  # (M,) indices of the corrupted atoms
     target: torch.Tensor  # (M, 3) denoising target σ_p L^{-T} ε
     kl: torch.Tensor  # () mean KL over the corrupted atoms
     hinge: torch.Tensor  # () anisotropy hinge over the corrupted atoms (0 if not anisotropic)
@@ -88,7 +87,7 @@ def corrupt(
     positions = graph.positions.index_add(0, atoms, draw.displacement.to(graph.positions.dtype))
     noisy = rebuild_edges(replace(graph, positions=positions), cutoff)
     hinge = anisotropy_hinge(cov.gamma_sum[atoms], config.kappa) if cov.gamma_sum is not None else positions.new_zeros(())
-    return Corruption(noisy, atoms, draw.target, masked_mean(draw.kl), hinge)
+    return Corruption(noisy, draw.target, masked_mean(draw.kl), hinge)
 
 
 def regulariser(config: NoiseConfig, corruption: Corruption) -> torch.Tensor:

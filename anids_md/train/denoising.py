@@ -61,15 +61,14 @@ class AuxiliaryDenoising(nn.Module):
         picked = chosen[batch.batch.cpu().numpy()] & (rng.random(batch.n_atoms) < self.atom_ratio)
         mask = torch.from_numpy(picked).to(batch.positions.device)
         atoms = torch.nonzero(mask).squeeze(-1)
+        scale = model.config.force_scale
         graph, node_features, target = batch, None, None
         if len(atoms):
             cov = torch.cat([self.covariances[i] for i in indices])
             corruption = corrupt(self.noise, batch, Covariances(cov, None), atoms, self.cutoff, noise_rng)
             graph, target = corruption.graph, corruption.target
-            scale = model.config.force_scale
             node_features = self.force_encoding(batch.forces / scale, mask)
         out = model(graph, compute_forces=True, training=True, node_features=node_features)
-        scale = model.config.force_scale
         labelled_structures = torch.ones(batch.n_structures, dtype=torch.bool, device=mask.device)
         if not self.label_corrupted:
             labelled_structures[batch.batch[atoms]] = False

@@ -140,11 +140,19 @@ def dft_optimize(
     from pyscf.geomopt.geometric_solver import kernel
 
     start = time.perf_counter()
-    steps = []
+    steps = []  # (positions Å, energy Hartree, gradient Hartree/Bohr) of every gradient evaluation
+
+    def record(env):
+        steps.append((env["mol"].atom_coords(unit="Angstrom"), env["energy"], np.asarray(env["gradients"])))
+
     converged, mol = kernel(_method(atoms, level), maxsteps=max_steps, assert_convergence=False, logIni=str(_quiet_geometric_log()),
-                            callback=lambda env: steps.append(env.get("energy")))
+                            callback=record)
     minimum = Atoms(numbers=atoms.numbers, positions=mol.atom_coords(unit="Angstrom"))
-    energy, forces = _energy_forces(_method(minimum, level))
+    last_positions, last_energy, last_gradient = steps[-1]
+    if np.array_equal(last_positions, minimum.positions):  # the optimiser's last evaluation is the minimum
+        energy, forces = float(last_energy) * HARTREE_IN_EV, -last_gradient * HARTREE_IN_EV / BOHR_IN_ANGSTROM
+    else:
+        energy, forces = _energy_forces(_method(minimum, level))
     result = DFTResult(minimum, energy, forces, time.perf_counter() - start, len(steps), bool(converged), False)
     _store(path, result, level)
     return result

@@ -3,7 +3,12 @@
 Units inside the package: energies in eV, forces in eV/Å, lengths in Å.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("anids-md")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 
 def __getattr__(name):

@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, all_changes
 
-from .checkpoint import load_checkpoint, resolve_dtype
-from .data import AtomicGraph, check_structure, neighbour_list
+from .checkpoint import check_elements, load_force_field
+from .data import check_structure, graph_from_atoms, neighbour_list
+from .runtime import resolve_device, resolve_dtype, set_threads
 
 
 @dataclass
 class _Topology:
-    """A neighbour-list build: the system it was built for, and its tensors for the model."""
+    """A neighbour-list build (cutoff + skin): the system it was built for, and its edges."""
 
     positions: np.ndarray
     cell: np.ndarray
     pbc: np.ndarray
     numbers: np.ndarray
-    numbers_tensor: torch.Tensor
-    edge_index: torch.Tensor
-    shifts: torch.Tensor
-    batch: torch.Tensor
+    edge_index: np.ndarray
+    shifts: np.ndarray
 
     def still_valid(self, atoms, skin: float) -> bool:
         return (
@@ -40,20 +40,40 @@ class AniDSCalculator(Calculator):
     checkpoint: a file path or the name of a shipped model (e.g. "rmd17-ethanol").
     device: "cpu", "cuda" or a torch device. dtype: "float32"/"float64" (default: float64 on CPU
     for smooth MD and tight optimisation, float32 on GPU). skin (Å): the neighbour list is built
-    with cutoff + skin and reused until an atom has moved more than skin / 2.
+    with cutoff + skin and reused until an atom has moved more than skin / 2. num_threads: sets
+    torch's (process-wide) CPU threads when given; one is fastest for small molecules.
+
+    Structures with elements outside the model's training data, atoms closer than 0.5 Å, empty
+    structures and non-finite coordinates raise a ValueError. Periodic cells are supported (the
+    neighbour list follows the cell), but the shipped models know only isolated molecules.
+    One calculator serves one thread at a time: a second thread waits for the first's result.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "energies"]
 
-    def __init__(self, checkpoint, device="cpu", dtype=None, skin: float = 0.5, **kwargs):
+    def __init__(self, checkpoint, device="cpu", dtype=None, skin: float = 0.5, num_threads: int | None = None, **kwargs):
+        device = resolve_device(device)
+        dtype = resolve_dtype(dtype, device)
+        set_threads(num_threads)
         super().__init__(**kwargs)
-        device = torch.device(device)
-        dtype = resolve_dtype(dtype) or (torch.float64 if device.type == "cpu" else torch.float32)
-        self.model, self.metadata = load_checkpoint(checkpoint, device=device, dtype=dtype)
+        self.model, self.metadata = load_force_field(checkpoint, device=device, dtype=dtype)
         self.device, self.dtype, self.skin = device, dtype, float(skin)
+        self.parameters.update(checkpoint=str(checkpoint), device=str(device), dtype=str(dtype).replace("torch.", ""),
+                               skin=self.skin, num_threads=num_threads)
         self.cutoff = self.model.config.cutoff
         self._topology = None  # the last neighbour-list build, reused while atoms stay within the skin
+        self._lock = threading.RLock()
         self.neighbour_list_builds = 0
+
+    def get_property(self, name, atoms=None, allow_calculation=True):
+        # ASE computes, then reads self.results: both under the lock, or another thread's
+        # calculation could land in between.
+        with self._lock:
+            return super().get_property(name, atoms, allow_calculation)
+
+    def reset(self):
+        super().reset()
+        self._topology = None
 
     def _current_topology(self, atoms) -> "_Topology":
         """The cached topology, rebuilt only when atoms moved more than skin / 2 or the cell,
@@ -61,38 +81,29 @@ class AniDSCalculator(Calculator):
         cached = self._topology
         if cached is not None and cached.still_valid(atoms, self.skin):
             return cached
+        check_structure(atoms)  # before the neighbour list meets NaN or an empty structure
+        check_elements(self.metadata, atoms.numbers)
         edge_index, shifts = neighbour_list(atoms.positions, atoms.cell.array, atoms.pbc, self.cutoff + self.skin)
-        self._topology = _Topology(
-            positions=atoms.positions.copy(),
-            cell=atoms.cell.array.copy(),
-            pbc=atoms.pbc.copy(),
-            numbers=atoms.numbers.copy(),
-            numbers_tensor=torch.as_tensor(atoms.numbers, dtype=torch.long, device=self.device),
-            edge_index=torch.from_numpy(edge_index).to(self.device),
-            shifts=torch.from_numpy(shifts).to(self.device, self.dtype),
-            batch=torch.zeros(len(atoms), dtype=torch.long, device=self.device),
-        )
+        self._topology = _Topology(atoms.positions.copy(), atoms.cell.array.copy(), atoms.pbc.copy(), atoms.numbers.copy(),
+                                   edge_index, shifts)
         self.neighbour_list_builds += 1
         return self._topology
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        super().calculate(atoms, properties, system_changes)
-        atoms = self.atoms
-        check_structure(atoms)
-        topology = self._current_topology(atoms)
-        graph = AtomicGraph(
-            positions=torch.tensor(atoms.positions, dtype=self.dtype, device=self.device),
-            numbers=topology.numbers_tensor,
-            edge_index=topology.edge_index,
-            shifts=topology.shifts,
-            batch=topology.batch,
-            n_structures=1,
-        )
-        out = self.model(graph, compute_forces=True)
-        energy = float(out["energy"].item())
-        self.results = {
-            "energy": energy,
-            "free_energy": energy,
-            "energies": out["energies"].detach().double().cpu().numpy(),
-            "forces": out["forces"].detach().double().cpu().numpy(),
-        }
+        with self._lock:  # self.atoms and self.results are shared state
+            super().calculate(atoms, properties, system_changes)
+            atoms = self.atoms
+            topology = self._current_topology(atoms)
+            graph = graph_from_atoms(atoms, self.cutoff, edges=(topology.edge_index, topology.shifts), dtype=self.dtype,
+                                     device=self.device)
+            out = self.model(graph, compute_forces=True)
+            energy = float(out["energy"].item())
+            forces = out["forces"].detach().double().cpu().numpy()
+            if not (np.isfinite(energy) and np.all(np.isfinite(forces))):
+                raise FloatingPointError("the model gave a non-finite energy or forces for finite input; please report this")
+            self.results = {
+                "energy": energy,
+                "free_energy": energy,
+                "energies": out["energies"].detach().double().cpu().numpy(),
+                "forces": forces,
+            }

@@ -12,6 +12,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .atomic import atomic_path
 from .nn import ForceField, ModelConfig
 from .nn.generator import GeneratorConfig, NoiseGenerator
 
@@ -19,18 +20,7 @@ FORMAT_VERSION = 2  # 2: may also hold a noise generator ("generator." weights, 
 GENERATOR_PREFIX = "generator."
 METADATA_KEY = "anids_md"
 UNITS = {"energy": "eV", "forces": "eV/Å", "length": "Å"}
-
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
-    """torch dtype of "float32"/"float64" (or a torch dtype, or None for the caller's default)."""
-    if dtype is None or dtype in DTYPES.values():
-        return dtype
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    return DTYPES[dtype]
+PRETRAINING_KIND = "denoising pretraining"  # training["kind"] of a checkpoint whose energy head was never trained
 
 
 class CheckpointError(ValueError):
@@ -68,7 +58,6 @@ def save_checkpoint(
     training data and recipe; `extra` holds further JSON-able metadata (e.g. test figures).
     A pretrained checkpoint also holds the noise `generator` and its `noise` settings."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
         "format_version": FORMAT_VERSION,
         "package_version": package_version(),
@@ -83,7 +72,8 @@ def save_checkpoint(
         metadata["generator"] = {"config": generator.config.to_dict(), "noise": noise or {}}
         tensors.update({GENERATOR_PREFIX + k: v for k, v in generator.state_dict().items()})
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    save_file(tensors, str(path), metadata={METADATA_KEY: json.dumps(metadata)})
+    with atomic_path(path) as tmp:  # a reader (or a kill) never meets half a checkpoint
+        save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(metadata)})
     return path
 
 
@@ -127,6 +117,39 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype:
     except (KeyError, TypeError, RuntimeError, SafetensorError, ValueError) as error:
         raise CheckpointError(f"{path}: weights do not match the model in its metadata ({error})") from None
     model = model.to(device=device, dtype=dtype or torch.float32).eval()
+    return model, metadata
+
+
+def trained_elements(metadata: dict) -> list[int]:
+    """Atomic numbers present in a force field's training data: the only elements whose energy
+    it has learned (its embedding may list more, e.g. those of a pretrained backbone)."""
+    training = metadata.get("training", {})
+    if "elements" in training:
+        return sorted(int(z) for z in training["elements"])
+    if training.get("formulae"):  # checkpoints written before the elements were recorded
+        from ase.formula import Formula
+        from ase.data import atomic_numbers
+
+        return sorted({atomic_numbers[s] for f in training["formulae"] for s in Formula(f).count()})
+    return sorted(int(z) for z in metadata["model"]["elements"])
+
+
+def check_elements(metadata: dict, numbers) -> None:
+    """A ValueError when `numbers` hold elements outside the model's training data."""
+    known = trained_elements(metadata)
+    unknown = sorted({int(z) for z in numbers} - set(known))
+    if unknown:
+        raise ValueError(f"the model was trained on elements {known} only (atomic numbers); the structure also has {unknown}")
+
+
+def load_force_field(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> tuple[ForceField, dict]:
+    """`load_checkpoint`, refusing checkpoints whose energy head was never trained (pretraining
+    trains only the denoising head)."""
+    model, metadata = load_checkpoint(path, device, dtype)
+    if metadata.get("training", {}).get("kind") == PRETRAINING_KIND:
+        raise CheckpointError(
+            f"{path} is a denoising-pretraining checkpoint: its energy head was never trained, so it gives no usable "
+            f"energies or forces; fine-tune it on labelled frames first (anids-md train ... init={path})")
     return model, metadata
 
 

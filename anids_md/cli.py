@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 
@@ -58,13 +59,17 @@ def _print_metrics(title: str, m: dict) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from .checkpoint import load_checkpoint, resolve_dtype
+    from .checkpoint import check_elements, load_force_field
     from .data import read_structures
     from .evaluation import evaluate
+    from .runtime import resolve_device, resolve_dtype
 
-    model, _ = load_checkpoint(args.checkpoint, device=args.device, dtype=resolve_dtype(args.dtype))
+    model, metadata = load_force_field(args.checkpoint, device=resolve_device(args.device), dtype=resolve_dtype(args.dtype))
     frames = slice(None) if args.frames is None else slice(0, args.frames)
-    metrics = evaluate(model, read_structures(args.data, frames=frames, energy_unit=args.energy_unit))
+    structures = read_structures(args.data, frames=frames, energy_unit=args.energy_unit, energy_key=args.energy_key,
+                                 forces_key=args.forces_key)
+    check_elements(metadata, {int(z) for a in structures for z in a.numbers})
+    metrics = evaluate(model, structures)
     _print_metrics(str(args.data), metrics)
     if args.json:
         with open(args.json, "w") as handle:
@@ -72,14 +77,26 @@ def cmd_evaluate(args) -> None:
 
 
 def _read_one(path):
-    from ase.io import read
-
-    from .data import check_structure
-
-    atoms = read(path)
-    check_structure(atoms, str(path))
-    atoms.calc = None
+    """The single structure of a file (an error naming the count when it holds several)."""
+    (atoms,) = _read_frames(path, None, single=True)
     return atoms
+
+
+def _read_frames(path, index: int | None, single: bool = False) -> list:
+    """Structures of a file without their labels: all of them, or the one at `index`. With
+    `single`, a file of several structures needs an index."""
+    from .data import read_ase
+
+    frames = read_ase(path)
+    if index is not None:
+        if not -len(frames) <= index < len(frames):
+            raise ValueError(f"{path} holds {len(frames)} structures; --index {index} is out of range")
+        frames = [frames[index]]
+    elif single and len(frames) > 1:
+        raise ValueError(f"{path} holds {len(frames)} structures; choose one with --index (e.g. --index -1 for the last)")
+    for atoms in frames:
+        atoms.calc = None
+    return frames
 
 
 def cmd_optimize(args) -> None:
@@ -88,23 +105,29 @@ def cmd_optimize(args) -> None:
     from .calculator import AniDSCalculator
     from .simulate import optimize
 
-    atoms = _read_one(args.input)
-    atoms.calc = AniDSCalculator(args.checkpoint, device=args.device, dtype=args.dtype)
-    start = atoms.get_potential_energy()
-    result = optimize(atoms, fmax=args.fmax, optimizer=args.optimizer, steps=args.steps, logfile="-" if args.verbose else None)
-    write(args.output, atoms, format="extxyz")
-    state = "converged" if result.converged else "NOT converged"
-    print(f"{args.optimizer} {state} in {result.steps} steps: max |F| {result.fmax_eV_per_A:.4f} eV/Å")
-    print(f"energy {start:.4f} eV -> {atoms.get_potential_energy():.4f} eV; wrote {args.output}")
-    if not result.converged:
-        sys.exit(1)
+    frames = _read_frames(args.input, args.index)
+    calc = AniDSCalculator(args.checkpoint, device=args.device, dtype=args.dtype)
+    failed = 0
+    for k, atoms in enumerate(frames):
+        atoms.calc = calc
+        start = atoms.get_potential_energy()
+        result = optimize(atoms, fmax=args.fmax, optimizer=args.optimizer, steps=args.steps, logfile="-" if args.verbose else None)
+        state = "converged" if result.converged else "NOT converged"
+        label = f"structure {k}: " if len(frames) > 1 else ""
+        print(f"{label}{args.optimizer} {state} in {result.steps} steps: fmax {result.fmax_eV_per_A:.4f} eV/Å "
+              f"(largest force on an atom); energy {start:.4f} eV -> {atoms.get_potential_energy():.4f} eV")
+        failed += not result.converged
+    write(args.output, frames, format="extxyz")
+    print(f"wrote {len(frames)} structure(s) to {args.output}")
+    if failed:
+        raise RuntimeError(f"{failed} of {len(frames)} optimisations did not converge in {args.steps} steps")
 
 
 def cmd_md(args) -> None:
     from .calculator import AniDSCalculator
     from .simulate import run_md
 
-    atoms = _read_one(args.input)
+    (atoms,) = _read_frames(args.input, args.index, single=True)
     atoms.calc = AniDSCalculator(args.checkpoint, device=args.device, dtype=args.dtype)
     report = run_md(atoms, args.ensemble, args.temperature, args.timestep, args.steps, trajectory=args.output,
                     interval=args.interval, friction_per_fs=args.friction, seed=args.seed, progress=True)
@@ -112,31 +135,34 @@ def cmd_md(args) -> None:
     print(f"mean temperature {report.mean_temperature_K:.1f} K")
     if args.ensemble == "nve":
         print(f"energy drift {report.drift_meV_per_atom_per_ps:+.4f} meV/atom/ps")
-    if report.stable:
-        print(f"all {len(report.bonds)} bonds stayed within [0.7, 1.5]× their starting length")
-    else:
-        print(f"UNSTABLE: {len(report.unstable_bonds)} bonds left [0.7, 1.5]× their starting length: {report.unstable_bonds}")
+    if report.stopped:
+        raise RuntimeError(f"MD {report.stopped}; the trajectory holds the frames before it")
+    if not report.stable:
+        raise RuntimeError(f"UNSTABLE: {len(report.unstable_bonds)} bonds left [0.7, 1.5]× their starting length: {report.unstable_bonds}")
+    print(f"all {len(report.bonds)} bonds stayed within [0.7, 1.5]× their starting length")
 
 
 def _level(args):
     from .validate import DFTLevel
 
-    return DFTLevel(xc=args.xc, basis=args.basis, dispersion=args.dispersion, density_fit=not args.no_density_fit, grid_level=args.grid)
+    return DFTLevel(xc=args.xc, basis=args.basis, dispersion=args.dispersion, density_fit=not args.no_density_fit, grid_level=args.grid,
+                    charge=args.charge, spin=args.spin)
 
 
 def cmd_dft_optimize(args) -> None:
     from ase.io import write
 
+    from .simulate import largest_force
     from .validate import dft_optimize, kabsch_rmsd
 
     atoms = _read_one(args.input)
     level = _level(args)
-    result = dft_optimize(atoms, level.xc, level.basis, level.dispersion, level.density_fit, level.grid_level, cache_dir=args.cache)
+    result = dft_optimize(atoms, level, cache_dir=args.cache)
     result.atoms.info["energy_eV"] = result.energy_eV
     write(args.output, result.atoms, format="extxyz")
     state = "converged" if result.converged else "NOT converged"
     print(f"{level.label()}: {state} in {result.steps} gradients ({result.wall_s:.1f} s{', cached' if result.cached else ''})")
-    print(f"energy {result.energy_eV:.6f} eV, max |F| {abs(result.forces_eV_per_A).max():.5f} eV/Å, "
+    print(f"energy {result.energy_eV:.6f} eV, fmax {largest_force(result.forces_eV_per_A):.5f} eV/Å, "
           f"RMSD to the start {kabsch_rmsd(atoms, result.atoms):.4f} Å; wrote {args.output}")
 
 
@@ -160,7 +186,7 @@ def cmd_validate(args) -> None:
             structures.append(atoms)
             names.append(f"frame {k}")
     if not structures:
-        raise SystemExit("give structure files and/or --rmd17 FILE --frames N")
+        raise ValueError("give structure files and/or --rmd17 FILE --frames N")
     level = _level(args)
     rows = compare_minima(args.checkpoint, structures, names, level, fmax=args.fmax, cache_dir=args.cache)
     summary = summarize(rows)
@@ -183,105 +209,137 @@ def cmd_demo(args) -> None:
     run_demo(args.model, steps=args.steps, level=_level(args), plot=args.plot, cache_dir=args.cache)
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each argument's default, except where there is none to show."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="anids-md", description="Force fields trained with learned-noise denoising (eV, Å).")
+    parser = argparse.ArgumentParser(prog="anids-md", description="Force fields trained with learned-noise denoising (eV, Å).",
+                                     formatter_class=_HelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a force field from a YAML config")
-    p.add_argument("--config", required=True, help="YAML file (see training/configs)")
-    p.add_argument("overrides", nargs="*", help="key=value, e.g. init=qm9-anids noise=anisotropic optim.lr=1e-3 data.train=FILE")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(run=cmd_train)
+    def command(name, helptext, run, threads=True):
+        p = sub.add_parser(name, help=helptext, description=helptext, formatter_class=_HelpFormatter)
+        p.set_defaults(run=run)
+        if threads:
+            # Measured (docs/performance.md): one thread is fastest for molecules, and two threads
+            # on a 2-core machine that is doing anything else run twice as slow.
+            p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+        return p
 
-    p = sub.add_parser("pretrain", help="denoising pretraining (QM9 or your structures); torchrun for several processes")
-    p.add_argument("--config", help="YAML file (see training/configs/pretrain_qm9.yaml)")
-    p.add_argument("overrides", nargs="*", help="section.key=value, e.g. noise.kind=isotropic optim.max_steps=1000")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(run=cmd_pretrain)
+    def add_device(p, dtype_default=None, dtype_help="float64 on CPU, float32 on GPU"):
+        p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+        p.add_argument("--dtype", choices=["float32", "float64"], default=dtype_default, help=dtype_help if dtype_default is None else "floating-point precision")
 
-    p = sub.add_parser("noise", help="per-atom noise covariances of a pretrained generator for a structure")
+    for name, helptext, example in [("train", "train a force field from a YAML config", "rmd17-50, rmd17-1000, own-data"),
+                                    ("pretrain", "denoising pretraining (QM9 or your structures); torchrun for several processes", "pretrain_qm9")]:
+        p = command(name, helptext, cmd_train if name == "train" else cmd_pretrain)
+        p.add_argument("--config", required=name == "train",
+                       help=f"a packaged recipe by name ({example}) or a YAML file")
+        p.add_argument("overrides", nargs="*", help="section.key=value, e.g. data.train=FILE init=qm9-anids noise=anisotropic optim.lr=1e-3; "
+                       "resume=true continues a run folder with other settings, overwrite=true starts it afresh")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = command("noise", "per-atom noise covariances of a pretrained generator for a structure", cmd_noise)
     p.add_argument("checkpoint", help="pretrained checkpoint (or shipped name, e.g. qm9-anids)")
-    p.add_argument("input", help="structure file ASE reads")
+    p.add_argument("input", help="structure file ASE reads (one structure)")
     p.add_argument("--json", help="write symbols, positions, covariance (N×3×3, Å²), eigen-decomposition")
     p.add_argument("--plot", help="PNG of the molecule with one ellipsoid per atom")
-    p.set_defaults(run=cmd_noise)
 
-    p = sub.add_parser("evaluate", help="energy and force errors of a checkpoint on labelled data")
+    p = command("evaluate", "energy and force errors of a checkpoint on labelled data", cmd_evaluate)
     p.add_argument("checkpoint", help="checkpoint file or shipped model name")
     p.add_argument("data", help="rMD17 npz or a file ASE reads, with energies and forces")
     p.add_argument("--json", help="write the metrics to this JSON file")
-    p.add_argument("--frames", type=int, help="use only the first N frames")
-    p.add_argument("--energy-unit", help="unit of energies in non-npz files (default eV)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float64")
-    p.set_defaults(run=cmd_evaluate)
+    p.add_argument("--frames", type=int, help="use only the first N frames (default all)")
+    p.add_argument("--energy-unit", help="unit of energies in non-npz files: eV, meV, kcal/mol, kJ/mol, Hartree (default eV)")
+    p.add_argument("--energy-key", default="energy", help="info key of the energy label in non-npz files (e.g. REF_energy)")
+    p.add_argument("--forces-key", default="forces", help="array key of the force labels in non-npz files (e.g. REF_forces)")
+    add_device(p, "float64")
 
-    for name, helptext in [("optimize", "relax a structure"), ("md", "run molecular dynamics")]:
-        p = sub.add_parser(name, help=helptext)
+    for name, helptext, run in [("optimize", "relax structures with a model", cmd_optimize), ("md", "run molecular dynamics with a model", cmd_md)]:
+        p = command(name, helptext, run)
         p.add_argument("checkpoint", help="checkpoint file or shipped model name")
         p.add_argument("input", help="structure file ASE reads")
         p.add_argument("-o", "--output", required=True, help="output extxyz file")
-        p.add_argument("--device", default="cpu")
-        p.add_argument("--dtype", choices=["float32", "float64"], default=None)
+        p.add_argument("--index", type=int, help="use only this structure of a multi-structure file (-1: the last)"
+                       + ("; default: every structure" if name == "optimize" else "; needed when the file holds several"))
+        add_device(p)
     p = sub.choices["optimize"]
-    p.add_argument("--fmax", type=float, default=0.01, help="force convergence, eV/Å")
-    p.add_argument("--optimizer", choices=["BFGS", "LBFGS", "FIRE"], default="BFGS")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--verbose", action="store_true")
-    p.set_defaults(run=cmd_optimize)
+    p.add_argument("--fmax", type=float, default=0.01, help="convergence: the largest per-atom force norm, eV/Å (ASE's fmax)")
+    p.add_argument("--optimizer", choices=["BFGS", "LBFGS", "FIRE"], default="BFGS", help="ASE optimiser")
+    p.add_argument("--steps", type=int, default=1000, help="most optimiser steps per structure")
+    p.add_argument("--verbose", action="store_true", help="print the optimiser's log")
     p = sub.choices["md"]
-    p.add_argument("--ensemble", choices=["nve", "langevin"], default="nve")
+    p.add_argument("--ensemble", choices=["nve", "langevin"], default="nve", help="velocity Verlet, or Langevin at --temperature")
     p.add_argument("--temperature", type=float, default=300.0, help="K (initial velocities; Langevin target)")
     p.add_argument("--timestep", type=float, default=0.5, help="fs")
-    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--steps", type=int, default=1000, help="MD steps")
     p.add_argument("--interval", type=int, default=10, help="steps between recorded frames")
     p.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(run=cmd_md)
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial velocities and Langevin noise")
 
     def add_level(p):
-        p.add_argument("--xc", default="PBE")
-        p.add_argument("--basis", default="def2-SVP")
-        p.add_argument("--dispersion", choices=["d3bj"], default=None)
+        p.add_argument("--xc", default="PBE", help="exchange-correlation functional (PySCF name)")
+        p.add_argument("--basis", default="def2-SVP", help="basis set (PySCF name)")
+        p.add_argument("--dispersion", choices=["d3bj"], default=None, help="dispersion correction (needs pyscf-dispersion)")
+        p.add_argument("--charge", type=int, default=0, help="total charge")
+        p.add_argument("--spin", type=int, default=0, help="2S, the number of unpaired electrons (UKS when > 0)")
         p.add_argument("--grid", type=int, default=3, help="PySCF grid level")
         p.add_argument("--no-density-fit", action="store_true", help="exact Coulomb instead of RI-J")
         p.add_argument("--cache", help="folder of cached DFT results (default ~/.cache/anids-md/dft or $ANIDS_MD_CACHE)")
 
-    p = sub.add_parser("dft-optimize", help="PySCF + geomeTRIC reference optimisation (cached)")
-    p.add_argument("input", help="structure file ASE reads")
+    p = command("dft-optimize", "PySCF + geomeTRIC reference optimisation (cached; PySCF uses all cores)", cmd_dft_optimize, threads=False)
+    p.add_argument("input", help="structure file ASE reads (one structure)")
     p.add_argument("-o", "--output", required=True, help="extxyz of the DFT minimum")
     add_level(p)
-    p.set_defaults(run=cmd_dft_optimize)
 
-    p = sub.add_parser("rmsd", help="RMSD (Å) between two conformations after Kabsch alignment")
-    p.add_argument("a")
-    p.add_argument("b")
+    p = command("rmsd", "RMSD (Å) between two conformations of the same atoms after Kabsch alignment", cmd_rmsd, threads=False)
+    p.add_argument("a", help="first structure file (ASE reads it)")
+    p.add_argument("b", help="second structure file, same atoms in the same order")
     p.add_argument("--heavy", action="store_true", help="ignore hydrogens")
-    p.set_defaults(run=cmd_rmsd)
 
-    p = sub.add_parser("validate", help="ML minima against DFT minima: RMSD, energy penalty, wall times")
+    p = command("validate", "ML minima against DFT minima: RMSD, energy penalty, wall times", cmd_validate)
     p.add_argument("checkpoint", help="checkpoint file or shipped model name")
     p.add_argument("structures", nargs="*", help="starting structures (files ASE reads)")
     p.add_argument("--rmd17", help="rMD17 npz: start from its first --frames frames")
-    p.add_argument("--frames", type=int, default=5)
-    p.add_argument("--fmax", type=float, default=1e-3, help="ML convergence, eV/Å")
+    p.add_argument("--frames", type=int, default=5, help="frames of --rmd17 to use")
+    p.add_argument("--fmax", type=float, default=1e-3, help="ML convergence, eV/Å (ASE's fmax)")
     p.add_argument("--json", help="write the table and summary")
     p.add_argument("--plot", help="PNG of the RMSDs and energy penalties")
     add_level(p)
-    p.set_defaults(run=cmd_validate)
 
-    p = sub.add_parser("demo", help="ethanol: ML vs DFT minimum (RMSD, plot) and a short NVE MD with a shipped model")
-    p.add_argument("--model", default="rmd17-ethanol")
+    p = command("demo", "ethanol: ML vs DFT minimum (RMSD, plot) and a short NVE MD with a shipped model", cmd_demo)
+    p.add_argument("--model", default="rmd17-ethanol", help="checkpoint file or shipped model name")
     p.add_argument("--steps", type=int, default=2000, help="MD steps of 0.5 fs")
     p.add_argument("--plot", default="demo_minima.png", help="PNG comparing the minima")
     add_level(p)
-    p.set_defaults(run=cmd_demo)
     return parser
 
 
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
-    args.run(args)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        if getattr(args, "threads", None) is not None:
+            from .runtime import set_threads
+
+            set_threads(args.threads)
+        args.run(args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        sys.exit("anids-md: interrupted")
+    except Exception as error:  # one line for the user; the traceback with --debug
+        if args.debug:
+            raise
+        text = str(error) if isinstance(error, (ValueError, RuntimeError, OSError)) else f"{type(error).__name__}: {error}"
+        sys.exit(f"anids-md: error: {text}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from ase import Atoms
 
 from .data import AtomicGraph, collate, graph_from_atoms, labels_of
 from .nn import ForceField
+from .units import MEV_PER_EV
 
 
 def predict(model: ForceField, graphs: list[AtomicGraph], batch_size: int = 32) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -26,8 +27,8 @@ def predict(model: ForceField, graphs: list[AtomicGraph], batch_size: int = 32) 
 
 def error_metrics(pred_energy, pred_forces, ref_energy, ref_forces) -> dict:
     """Energy MAE/RMSE (meV) and force MAE/RMSE over all components (meV/Å)."""
-    de = (np.asarray(pred_energy) - np.asarray(ref_energy)) * 1000.0
-    df = (np.concatenate([np.ravel(f) for f in pred_forces]) - np.concatenate([np.ravel(f) for f in ref_forces])) * 1000.0
+    de = (np.asarray(pred_energy) - np.asarray(ref_energy)) * MEV_PER_EV
+    df = (np.concatenate([np.ravel(f) for f in pred_forces]) - np.concatenate([np.ravel(f) for f in ref_forces])) * MEV_PER_EV
     return {
         "energy_mae_meV": float(np.mean(np.abs(de))),
         "energy_rmse_meV": float(np.sqrt(np.mean(de**2))),

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms, units
 
+from .units import FS_PER_PS, MEV_PER_EV
+
 OPTIMIZERS = ("BFGS", "LBFGS", "FIRE")
 
 
@@ -17,11 +19,12 @@ class OptimizationResult:
     converged: bool
     steps: int
     energies_eV: list[float]
-    fmax_eV_per_A: float
+    fmax_eV_per_A: float  # as ASE's optimisers define it: the largest per-atom force norm
 
 
 def optimize(atoms: Atoms, fmax: float = 0.01, optimizer: str = "BFGS", steps: int = 1000, logfile=None) -> OptimizationResult:
-    """Relax `atoms` in place with its calculator until max |F| < fmax (eV/Å)."""
+    """Relax `atoms` in place with its calculator until every atom's force norm is below fmax
+    (eV/Å), ASE's criterion."""
     import ase.optimize
 
     if optimizer not in OPTIMIZERS:
@@ -32,7 +35,12 @@ def optimize(atoms: Atoms, fmax: float = 0.01, optimizer: str = "BFGS", steps: i
     opt = getattr(ase.optimize, optimizer)(atoms, logfile=logfile)
     opt.attach(lambda: energies.append(atoms.get_potential_energy()))
     converged = bool(opt.run(fmax=fmax, steps=steps))
-    return OptimizationResult(converged, opt.get_number_of_steps(), energies, float(np.abs(atoms.get_forces()).max()))
+    return OptimizationResult(converged, opt.get_number_of_steps(), energies, largest_force(atoms.get_forces()))
+
+
+def largest_force(forces: np.ndarray) -> float:
+    """ASE's fmax: the largest per-atom force norm (eV/Å)."""
+    return float(np.sqrt((np.asarray(forces) ** 2).sum(axis=1)).max())
 
 
 @dataclass
@@ -49,6 +57,7 @@ class MDReport:
     min_bond_ratio: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (B,) shortest length / start length
     max_bond_ratio: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (B,) longest length / start length
     bond_limits: tuple[float, float] = (0.7, 1.5)
+    stopped: str | None = None  # why the run ended early (a non-finite step, a calculator error)
 
     @property
     def drift_meV_per_atom_per_ps(self) -> float:
@@ -56,7 +65,7 @@ class MDReport:
         if len(self.times_ps) < 2:
             return float("nan")
         slope = np.polyfit(self.times_ps, self.total_energies_eV, 1)[0]
-        return float(slope * 1000.0 / self.n_atoms)
+        return float(slope * MEV_PER_EV / self.n_atoms)
 
     @property
     def mean_temperature_K(self) -> float:
@@ -74,7 +83,7 @@ class MDReport:
 
     @property
     def stable(self) -> bool:
-        return not self.unstable_bonds
+        return self.stopped is None and not self.unstable_bonds
 
     def track_bonds(self, atoms: Atoms) -> None:
         """Update the extreme length ratios of the starting bonds (set up on the first call)."""
@@ -143,15 +152,25 @@ def run_md(
 
     def record():
         report.track_bonds(atoms)
-        report.times_ps.append(dynamics.nsteps * timestep_fs / 1000.0)
+        report.times_ps.append(dynamics.nsteps * timestep_fs / FS_PER_PS)
         report.total_energies_eV.append(float(atoms.get_total_energy()))
         report.temperatures_K.append(float(atoms.get_temperature()))
         if trajectory is not None:
             write(str(trajectory), atoms, format="extxyz", append=True)
 
+    def check_step():
+        # Before anything is recorded: a non-finite step ends the run here, named.
+        if not (np.all(np.isfinite(atoms.positions)) and np.all(np.isfinite(atoms.get_momenta()))):
+            raise FloatingPointError("positions or velocities became non-finite")
+        if dynamics.nsteps:
+            bar.update(1)
+
     bar = tqdm(total=steps, disable=not progress, desc=f"MD {ensemble}", unit="step")
+    dynamics.attach(check_step, interval=1)
     dynamics.attach(record, interval=interval)
-    dynamics.attach(lambda: bar.update(1) if dynamics.nsteps else None, interval=1)
-    dynamics.run(steps)
+    try:
+        dynamics.run(steps)
+    except (FloatingPointError, ValueError) as error:  # e.g. atoms collapsing onto each other
+        report.stopped = f"stopped at step {dynamics.nsteps} of {steps}: {error}"
     bar.close()
     return report

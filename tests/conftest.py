@@ -1,4 +1,3 @@
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,15 +9,9 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from anids_md.nn import ForceField, ModelConfig
 
-REPO = Path(__file__).resolve().parents[1]
-RMD17 = Path(os.environ.get("ANIDS_RMD17", REPO.parent / "shared" / "data" / "rmd17"))
-
-
-@pytest.fixture(scope="session")
-def rmd17_dir() -> Path:
-    if not RMD17.is_dir():
-        pytest.fail(f"rMD17 data not found at {RMD17}; set ANIDS_RMD17 to its folder")
-    return RMD17
+DATA = Path(__file__).resolve().parent / "data"  # small rMD17 excerpts shipped with the tests (tests/data/README.md)
+ETHANOL = DATA / "rmd17_ethanol_test_01_first32.npz"
+ASPIRIN = DATA / "rmd17_aspirin_test_01_first32.npz"
 
 
 def tiny_config(**overrides) -> ModelConfig:

@@ -1,10 +1,13 @@
+import threading
+
 import numpy as np
 import pytest
 import torch
 from ase import Atoms
+from ase.build import molecule
 
 from anids_md import AniDSCalculator
-from anids_md.checkpoint import save_checkpoint
+from anids_md.checkpoint import CheckpointError, save_checkpoint
 from anids_md.data import graph_from_atoms
 from anids_md.simulate import optimize, run_md
 
@@ -43,17 +46,109 @@ def test_calculator_matches_model_and_recomputes(tiny_model, checkpoint, ethanol
     assert atoms.calc.neighbour_list_builds == 2
 
 
-def test_calculator_errors(checkpoint, ethanol):
+def test_calculator_refuses_what_it_cannot_do(checkpoint, ethanol):
     calc = AniDSCalculator(checkpoint)
     nitrogen = Atoms("CN", positions=[[0, 0, 0], [1.2, 0, 0]], calculator=calc)
-    with pytest.raises(ValueError, match=r"does not know elements with atomic numbers \[7\]"):
+    with pytest.raises(ValueError, match=r"trained on elements \[1, 6, 8\] only .* also has \[7\]"):
         nitrogen.get_potential_energy()
-    ethanol.positions[2, 1] = np.nan
-    ethanol.calc = calc
+    with pytest.raises(ValueError, match="no atoms"):
+        Atoms(calculator=calc).get_potential_energy()
+    clash = ethanol.copy()
+    clash.positions[4] = clash.positions[1] + [0.1, 0.0, 0.0]
+    clash.calc = calc
+    with pytest.raises(ValueError, match="atoms 1 and 4 are 0.100 Å apart"):
+        clash.get_forces()
+    clash.positions[4] = clash.positions[1]  # coincident: NaN without the check
+    with pytest.raises(ValueError, match="0.000 Å apart"):
+        clash.get_forces()
+    nan = ethanol.copy()
+    nan.positions[2, 1] = np.nan
+    nan.calc = calc
     with pytest.raises(ValueError, match="non-finite"):
-        ethanol.get_forces()
+        nan.get_forces()
+    flat = ethanol.copy()
+    flat.pbc = True  # periodic, but no cell
+    flat.calc = calc
+    with pytest.raises(ValueError, match="cell has no volume"):
+        flat.get_forces()
+    tiny_box = ethanol.copy()
+    tiny_box.set_cell([3.0, 3.0, 3.0])
+    tiny_box.pbc = True
+    tiny_box.calc = calc
+    with pytest.raises(ValueError, match="periodic image"):
+        tiny_box.get_forces()
     with pytest.raises(ValueError, match="dtype"):
         AniDSCalculator(checkpoint, dtype="float16")
+    with pytest.raises(RuntimeError, match="cuda:99"):  # a CPU build, or a machine without 100 GPUs
+        AniDSCalculator(checkpoint, device="cuda:99")
+    with pytest.raises(CheckpointError, match="denoising-pretraining checkpoint"):
+        AniDSCalculator("qm9-anids")
+
+
+def test_shipped_model_refuses_elements_it_never_saw():
+    # rmd17-ethanol's embedding has a slot for N, but N was never in its training data.
+    nh3 = molecule("NH3")
+    nh3.calc = AniDSCalculator("rmd17-ethanol")
+    with pytest.raises(ValueError, match=r"trained on elements \[1, 6, 8\] only"):
+        nh3.get_potential_energy()
+
+
+def test_periodic_cell_matches_the_isolated_molecule(checkpoint, ethanol):
+    boxed = ethanol.copy()
+    boxed.set_cell([25.0, 26.0, 27.0])
+    boxed.pbc = True
+    boxed.calc = AniDSCalculator(checkpoint)
+    ethanol.calc = AniDSCalculator(checkpoint)
+    assert boxed.get_potential_energy() == pytest.approx(ethanol.get_potential_energy(), abs=1e-10)
+    np.testing.assert_allclose(boxed.get_forces(), ethanol.get_forces(), atol=1e-10)
+    # An image within the cutoff is seen: a 6 Å box changes the energy.
+    boxed.set_cell([6.0, 6.0, 6.0])
+    assert abs(boxed.get_potential_energy() - ethanol.get_potential_energy()) > 1e-4
+
+
+def test_calculator_parameters_reset_and_threads(checkpoint, ethanol):
+    before = torch.get_num_threads()
+    calc = AniDSCalculator(checkpoint, dtype="float32")
+    assert torch.get_num_threads() == before  # not asked: torch's threads untouched
+    assert calc.parameters["dtype"] == "float32" and calc.parameters["checkpoint"] == str(checkpoint)
+    ethanol.calc = calc
+    ethanol.get_potential_energy()
+    calc.reset()
+    ethanol.get_potential_energy()
+    assert calc.neighbour_list_builds == 2  # reset dropped the cached neighbour list
+    try:
+        AniDSCalculator(checkpoint, num_threads=1)
+        assert torch.get_num_threads() == 1
+        with pytest.raises(ValueError, match="threads"):
+            AniDSCalculator(checkpoint, num_threads=0)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_one_calculator_shared_by_two_threads(checkpoint, ethanol):
+    calc = AniDSCalculator(checkpoint)
+    molecules = [ethanol.copy(), ethanol.copy()]
+    molecules[1].positions *= 1.05
+    expected = []
+    for atoms in molecules:
+        atoms.calc = AniDSCalculator(checkpoint)
+        expected.append(atoms.get_potential_energy())
+        atoms.calc = calc
+    wrong = []
+
+    def work(k):
+        atoms = molecules[k]
+        for step in range(150):
+            atoms.positions[0, 0] += 1e-7 if step % 2 else -1e-7  # a new calculation every call
+            if abs(atoms.get_potential_energy() - expected[k]) > 1e-3:
+                wrong.append(k)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not wrong
 
 
 def test_float32_calculator_close_to_float64(checkpoint, ethanol):

@@ -1,15 +1,21 @@
 import json
+import sys
+
+import numpy as np
 
 import pytest
 from ase.build import molecule
 from ase.io import read, write
 
-from anids_md.cli import main
+from anids_md.cli import build_parser, main
+from anids_md.data import read_rmd17
+
+from .conftest import ETHANOL, emt_frames
 
 
-def test_evaluate_writes_json(rmd17_dir, tmp_path, capsys):
+def test_evaluate_writes_json(tmp_path, capsys):
     out = tmp_path / "errors.json"
-    main(["evaluate", "rmd17-ethanol", str(rmd17_dir / "rmd17_ethanol_test_01.npz"), "--frames", "20", "--json", str(out)])
+    main(["evaluate", "rmd17-ethanol", str(ETHANOL), "--frames", "20", "--json", str(out)])
     metrics = json.loads(out.read_text())
     for key in ("energy_mae_meV", "forces_mae_meV_per_A", "energy_rmse_meV", "forces_rmse_meV_per_A"):
         assert 0 < metrics[key] < 1000
@@ -32,15 +38,118 @@ def test_optimize_and_md(tmp_path, capsys):
     assert len(frames) == 5 and frames[-1].get_velocities() is not None  # steps 0, 10, ..., 40
 
 
-def test_train_command_and_bad_override(tmp_path):
+def run_cli(capsys, *argv) -> tuple[int, str]:
+    """Exit code (0 when main returns) and standard error of one command."""
+    try:
+        main(list(argv))
+        code = 0
+    except SystemExit as exit:
+        code = exit.code if isinstance(exit.code, int) else 1
+        if isinstance(exit.code, str):
+            print(exit.code, file=sys.stderr)
+    return code, capsys.readouterr().err
+
+
+def test_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, capsys):
+    code, err = run_cli(capsys, "train", "--config", "rmd17-50", "optim.learnrate=1")
+    assert code == 1 and err.strip().splitlines() == [err.strip()] and err.startswith("anids-md: error: config.optim: unknown keys")
     with pytest.raises(ValueError, match="unknown keys"):
-        main(["train", "--config", "training/configs/rmd17-50.yaml", "optim.learnrate=1"])
-    with pytest.raises(SystemExit):
-        main(["md", "nothing"])  # missing arguments: argparse explains and exits
+        main(["--debug", "train", "--config", "rmd17-50", "optim.learnrate=1"])
+    assert run_cli(capsys, "md", "nothing")[0] == 2  # missing arguments: argparse explains and exits
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="corrupt"):
-        main(["evaluate", str(bad), "x.npz"])
+    code, err = run_cli(capsys, "evaluate", str(bad), "x.npz")
+    assert code == 1 and "corrupt" in err and "Traceback" not in err
+    code, err = run_cli(capsys, "evaluate", "qm9-anids", str(ETHANOL))
+    assert code == 1 and "denoising-pretraining checkpoint" in err
+    code, err = run_cli(capsys, "optimize", "rmd17-ethanol", str(ETHANOL), "-o", str(tmp_path / "x.xyz"))
+    assert code == 1 and "ASE cannot read this file type" in err
+    start = tmp_path / "start.xyz"
+    write(start, molecule("CH3CH2OH"))
+    code, err = run_cli(capsys, "optimize", "rmd17-ethanol", str(start), "-o", str(tmp_path / "x.xyz"), "--device", "cuda:99")
+    assert code == 1 and "cuda:99" in err
+
+
+def test_help_shows_defaults_and_describes_every_argument():
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    for name, sub in commands.items():
+        for action in sub._actions:
+            assert action.help, f"{name} {action.dest} has no help"
+    assert "(default: 0.01)" in commands["optimize"].format_help()
+    assert "(default: 1)" in commands["md"].format_help()  # --threads
+
+
+def test_optimize_and_md_on_multi_frame_files(tmp_path, capsys):
+    frames = tmp_path / "frames.extxyz"
+    starts = [molecule("CH3CH2OH") for _ in range(3)]
+    for k, atoms in enumerate(starts):
+        atoms.rattle(0.05, seed=k)
+    write(frames, starts)
+    out = tmp_path / "relaxed.extxyz"
+    assert run_cli(capsys, "optimize", "rmd17-ethanol", str(frames), "-o", str(out), "--fmax", "0.02")[0] == 0
+    relaxed = read(out, ":")
+    assert len(relaxed) == 3
+    for atoms in relaxed:  # ASE's fmax: the largest per-atom force norm
+        assert np.linalg.norm(atoms.get_forces(), axis=1).max() < 0.02
+    assert run_cli(capsys, "optimize", "rmd17-ethanol", str(frames), "-o", str(out), "--index", "1")[0] == 0
+    assert len(read(out, ":")) == 1
+    code, err = run_cli(capsys, "md", "rmd17-ethanol", str(frames), "-o", str(tmp_path / "t.extxyz"), "--steps", "5")
+    assert code == 1 and "holds 3 structures; choose one with --index" in err
+    code, _ = run_cli(capsys, "md", "rmd17-ethanol", str(frames), "-o", str(tmp_path / "t.extxyz"), "--steps", "5", "--index", "-1")
+    assert code == 0
+
+
+def test_md_exits_nonzero_when_unstable_or_stopped(tmp_path, capsys, monkeypatch):
+    import anids_md.simulate as simulate
+
+    start = tmp_path / "start.xyz"
+    write(start, molecule("CH3CH2OH"))
+    real = simulate.run_md
+
+    def unstable(atoms, *args, **kwargs):
+        report = real(atoms, *args, **kwargs)
+        report.max_bond_ratio[0] = 2.0  # as if the first bond had broken
+        return report
+
+    monkeypatch.setattr(simulate, "run_md", unstable)
+    code, err = run_cli(capsys, "md", "rmd17-ethanol", str(start), "-o", str(tmp_path / "t.extxyz"), "--steps", "4", "--interval", "2")
+    assert code == 1 and "UNSTABLE" in err
+
+    def stopped(atoms, *args, **kwargs):
+        report = real(atoms, *args, **kwargs)
+        report.stopped = "stopped at step 3 of 4: positions or velocities became non-finite"
+        return report
+
+    monkeypatch.setattr(simulate, "run_md", stopped)
+    code, err = run_cli(capsys, "md", "rmd17-ethanol", str(start), "-o", str(tmp_path / "t.extxyz"), "--steps", "4", "--interval", "2")
+    assert code == 1 and "non-finite" in err
+
+
+def test_evaluate_reads_mace_style_keys(tmp_path, capsys):
+    frames = read_rmd17(ETHANOL, frames=slice(0, 4))
+    for atoms in frames:
+        atoms.info["REF_energy"] = atoms.get_potential_energy()
+        atoms.arrays["REF_forces"] = atoms.get_forces()
+        atoms.calc = None
+    path = tmp_path / "mace.extxyz"
+    write(path, frames)
+    out = tmp_path / "e.json"
+    assert run_cli(capsys, "evaluate", "rmd17-ethanol", str(path), "--energy-key", "REF_energy", "--forces-key", "REF_forces",
+                   "--json", str(out))[0] == 0
+    direct = tmp_path / "direct.json"
+    assert run_cli(capsys, "evaluate", "rmd17-ethanol", str(ETHANOL), "--frames", "4", "--json", str(direct))[0] == 0
+    assert json.loads(out.read_text())["forces_mae_meV_per_A"] == pytest.approx(json.loads(direct.read_text())["forces_mae_meV_per_A"], rel=1e-6)
+    code, err = run_cli(capsys, "evaluate", "rmd17-ethanol", str(path))
+    assert code == 1 and "no energy 'energy' and forces 'forces' labels" in err and "REF_energy" in err and "REF_forces" in err
+
+
+def test_own_data_recipe_from_the_readme(tmp_path, capsys, monkeypatch):
+    # The README's command, run in an empty folder; only the training length is cut.
+    monkeypatch.chdir(tmp_path)
+    write("frames.extxyz", emt_frames(30))
+    assert run_cli(capsys, "train", "--config", "own-data", "data.train=frames.extxyz", "name=my-model", "optim.epochs=2", "--quiet")[0] == 0
+    assert (tmp_path / "runs" / "my-model" / "model.safetensors").exists()
 
 
 def test_demo_runs_with_shipped_model(tmp_path, capsys):

@@ -16,11 +16,11 @@ from anids_md.data import (
 )
 from anids_md.units import KCAL_PER_MOL_IN_EV
 
-from .conftest import emt_frames
+from .conftest import ASPIRIN, ETHANOL, emt_frames
 
 
-def test_rmd17_reader_converts_kcal_to_ev(rmd17_dir):
-    path = rmd17_dir / "rmd17_ethanol_test_01.npz"
+def test_rmd17_reader_converts_kcal_to_ev():
+    path = ETHANOL
     raw = np.load(path)
     frames = read_rmd17(path, frames=[0, 7])
     assert frames[1].get_potential_energy() == pytest.approx(raw["energies"][7] * 0.0433641, rel=1e-6)
@@ -31,8 +31,8 @@ def test_rmd17_reader_converts_kcal_to_ev(rmd17_dir):
     assert KCAL_PER_MOL_IN_EV * 1000 == pytest.approx(43.3641, abs=1e-4)
 
 
-def test_rmd17_reader_original_md17_labels(rmd17_dir):
-    path = rmd17_dir / "rmd17_ethanol_test_01.npz"
+def test_rmd17_reader_original_md17_labels():
+    path = ETHANOL
     raw = np.load(path)
     (frame,) = read_rmd17(path, frames=[3], labels="md17")
     assert frame.get_potential_energy() == pytest.approx(raw["old_energies"][3] * KCAL_PER_MOL_IN_EV, rel=1e-9)
@@ -59,8 +59,8 @@ def test_extxyz_reader_and_energy_unit(tmp_path):
     np.testing.assert_allclose(from_db[1].get_forces(), frames[1].get_forces())
 
 
-def test_isolated_atom_energies(rmd17_dir):
-    e0 = read_isolated_atom_energies(rmd17_dir / "isolated_atoms_pbe_def2svp.xyz")
+def test_isolated_atom_energies():
+    e0 = read_isolated_atom_energies("pbe-def2svp")
     assert set(e0) == {1, 6, 7, 8}
     assert e0[1] == pytest.approx(-13.568422383046626)
 
@@ -137,8 +137,8 @@ def test_protocol_splits_are_reproducible():
         protocol_split("rmd17-1000", 100)
 
 
-def test_float32_graphs_keep_float64_energy_labels(rmd17_dir):
-    (atoms,) = read_rmd17(rmd17_dir / "rmd17_aspirin_test_01.npz", frames=[0])
+def test_float32_graphs_keep_float64_energy_labels():
+    (atoms,) = read_rmd17(ASPIRIN, frames=[0])
     graph = graph_from_atoms(atoms, 5.0, with_labels=True).to(dtype=torch.float32)
     assert graph.positions.dtype == torch.float32 and graph.forces.dtype == torch.float32
     assert graph.energy.dtype == torch.float64

@@ -103,12 +103,12 @@ def test_train_command_fine_tunes_with_each_objective(tmp_path, frames_file, pre
     common = [f"output_dir={tmp_path}", f"data.train={frames_file}", "data.protocol=null", "data.n_valid=4",
               "optim.batch_size=4", "optim.epochs=2", "device=cpu"]
     for noise in ("none", "fixed", "anisotropic"):
-        main(["train", "--config", "training/configs/rmd17-50.yaml", "--quiet", f"name={noise}", f"init={init}", f"noise={noise}",
+        main(["--debug", "train", "--config", "rmd17-50", "--quiet", f"name={noise}", f"init={init}", f"noise={noise}",
               "data.test=null", "data.reference_energies=null", *common])
         _, metadata = load_checkpoint(tmp_path / noise / "model.safetensors")
         assert metadata["results"]["noise"] == noise and metadata["results"]["init"] == init
     assert "noise_scale_A" in load_checkpoint(tmp_path / "anisotropic" / "model.safetensors")[1]["results"]
     with pytest.raises(ValueError, match="pretrained with 'anisotropic' noise, not 'isotropic'"):
-        main(["train", "--config", "training/configs/rmd17-50.yaml", "--quiet", "name=x", f"init={init}", "noise=isotropic", *common])
+        main(["--debug", "train", "--config", "rmd17-50", "--quiet", "name=x", f"init={init}", "noise=isotropic", *common])
     with pytest.raises(ValueError, match="needs a pretrained generator"):
-        main(["train", "--config", "training/configs/rmd17-50.yaml", "--quiet", "name=y", "noise=anisotropic", *common])
+        main(["--debug", "train", "--config", "rmd17-50", "--quiet", "name=y", "noise=anisotropic", *common])

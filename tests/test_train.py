@@ -73,5 +73,5 @@ def test_config_errors(tmp_path):
         load_config(None, ["optim.learning_rate=1"])
     with pytest.raises(ValueError, match="key=value"):
         load_config(None, ["optim.lr"])
-    config = load_config("training/configs/rmd17-50.yaml", ["optim.lr=0.001", "model.channels=16"])
+    config = load_config("rmd17-50", ["optim.lr=0.001", "model.channels=16"])
     assert config.optim.lr == 0.001 and config.model.channels == 16 and config.data.protocol == "rmd17-50"

@@ -38,15 +38,15 @@ def test_dft_forces_are_minus_energy_gradient(tmp_path):
 
 
 def test_dft_optimisation_converges_and_cache_hit_does_not_recompute(tmp_path, monkeypatch):
-    result = dft_optimize(water(), basis="sto-3g", cache_dir=tmp_path)
+    result = dft_optimize(water(), DFTLevel(basis="sto-3g"), cache_dir=tmp_path)
     assert result.converged and not result.cached and np.abs(result.forces_eV_per_A).max() < 0.02
     assert 0.9 < result.atoms.get_distance(0, 1) < 1.1  # an O-H bond
     monkeypatch.setattr(dft_module, "_method", lambda *a, **k: pytest.fail("recomputed despite the cache"))
-    again = dft_optimize(water(), basis="sto-3g", cache_dir=tmp_path)
+    again = dft_optimize(water(), DFTLevel(basis="sto-3g"), cache_dir=tmp_path)
     assert again.cached and again.energy_eV == result.energy_eV
     np.testing.assert_array_equal(again.atoms.positions, result.atoms.positions)
     with pytest.raises(pytest.fail.Exception):
-        dft_optimize(water(0.06), basis="sto-3g", cache_dir=tmp_path)  # another structure is another key
+        dft_optimize(water(0.06), DFTLevel(basis="sto-3g"), cache_dir=tmp_path)  # another structure is another key
 
 
 def test_rmsd_ignores_rigid_motion_and_measures_known_displacement():

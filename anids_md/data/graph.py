@@ -9,11 +9,15 @@ import torch
 from ase import Atoms
 from vesin import NeighborList
 
+from .readers import check_structure, labels_of
+
 
 def neighbour_list(positions: np.ndarray, cell: np.ndarray, pbc, cutoff: float):
     """Directed pairs (i, j) with |x_j - x_i + shift| < cutoff, and the Cartesian shifts (Å)."""
     periodic = bool(np.any(pbc))
     box = np.asarray(cell, dtype=np.float64) if periodic else np.zeros((3, 3))
+    if periodic and not np.all(pbc):
+        raise ValueError(f"periodicity in some directions only (pbc={list(map(bool, pbc))}) is not supported; use all or none")
     i, j, shifts = NeighborList(cutoff=cutoff, full_list=True).compute(
         points=np.asarray(positions, dtype=np.float64), box=box, periodic=periodic, quantities="ijS"
     )
@@ -52,21 +56,46 @@ class AtomicGraph:
         return len(self.numbers)
 
 
-def graph_from_atoms(atoms: Atoms, cutoff: float, with_labels: bool = False) -> AtomicGraph:
-    """Build the graph of one structure; `with_labels` attaches its energy and forces."""
-    edge_index, shifts = neighbour_list(atoms.positions, atoms.cell.array, atoms.pbc, cutoff)
+# Closer than this (Å), two atoms are an input error, not chemistry: the nearest real contacts
+# (H-H in H2, 0.74 Å) are well above it, and coincident atoms would give NaN.
+MIN_DISTANCE_A = 0.5
+
+
+def check_distances(positions: np.ndarray, edge_index: np.ndarray, shifts: np.ndarray, where: str = "structure",
+                    min_distance: float = MIN_DISTANCE_A) -> None:
+    """A ValueError naming the closest pair when two atoms (or an atom and a periodic image)
+    are closer than `min_distance` Å."""
+    if edge_index.shape[1] == 0:
+        return
+    lengths = np.linalg.norm(positions[edge_index[1]] - positions[edge_index[0]] + shifts, axis=1)
+    e = int(np.argmin(lengths))
+    if lengths[e] < min_distance:
+        i, j = int(edge_index[0, e]), int(edge_index[1, e])
+        image = " (a periodic image)" if np.any(shifts[e] != 0) else ""
+        raise ValueError(f"{where}: atoms {i} and {j}{image} are {lengths[e]:.3f} Å apart, closer than {min_distance} Å; "
+                         "check the coordinates (and the cell, if periodic)")
+
+
+def graph_from_atoms(atoms: Atoms, cutoff: float, with_labels: bool = False, edges=None, dtype=torch.float64,
+                     device=None) -> AtomicGraph:
+    """Build the graph of one structure; `with_labels` attaches its energy and forces.
+    `edges` = (edge_index, shifts) as numpy arrays reuses a neighbour list built for these atoms
+    with a cutoff of at least `cutoff` (the calculator's list with a skin). Atoms closer than
+    MIN_DISTANCE_A raise an error."""
+    check_structure(atoms)
+    edge_index, shifts = edges if edges is not None else neighbour_list(atoms.positions, atoms.cell.array, atoms.pbc, cutoff)
+    check_distances(atoms.positions, edge_index, shifts)
     energy = forces = None
     if with_labels:
-        from .readers import labels_of
-
         e, f = labels_of(atoms)
-        energy, forces = torch.tensor([e], dtype=torch.float64), torch.from_numpy(f)
+        energy = torch.tensor([e], dtype=torch.float64, device=device)
+        forces = torch.tensor(f, dtype=dtype, device=device)
     return AtomicGraph(
-        positions=torch.tensor(atoms.positions, dtype=torch.float64),
-        numbers=torch.tensor(atoms.numbers, dtype=torch.long),
-        edge_index=torch.from_numpy(edge_index),
-        shifts=torch.from_numpy(shifts),
-        batch=torch.zeros(len(atoms), dtype=torch.long),
+        positions=torch.tensor(atoms.positions, dtype=dtype, device=device),
+        numbers=torch.tensor(atoms.numbers, dtype=torch.long, device=device),
+        edge_index=torch.as_tensor(edge_index, device=device),
+        shifts=torch.as_tensor(shifts, dtype=dtype, device=device),
+        batch=torch.zeros(len(atoms), dtype=torch.long, device=device),
         n_structures=1,
         energy=energy,
         forces=forces,

@@ -3,6 +3,9 @@ attached as a SinglePointCalculator, so `atoms.get_potential_energy()` gives the
 
 from __future__ import annotations
 
+import zipfile
+import zlib
+from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
@@ -15,6 +18,8 @@ from ..units import KCAL_PER_MOL_IN_EV, energy_unit_factor
 
 def check_structure(atoms: Atoms, where: str = "structure") -> None:
     """Raise a ValueError naming the problem if `atoms` cannot be a model input."""
+    if len(atoms) == 0:
+        raise ValueError(f"{where}: has no atoms")
     numbers = atoms.get_atomic_numbers()
     bad = [int(z) for z in numbers if not 1 <= z <= 118]
     if bad:
@@ -23,6 +28,17 @@ def check_structure(atoms: Atoms, where: str = "structure") -> None:
     if not np.all(np.isfinite(positions)):
         atom = int(np.argwhere(~np.isfinite(positions))[0, 0])
         raise ValueError(f"{where}: non-finite (NaN or inf) coordinates at atom {atom}")
+    if np.any(atoms.pbc) and abs(atoms.cell.volume) < 1e-6:
+        raise ValueError(f"{where}: periodic (pbc={atoms.pbc.tolist()}) but its cell has no volume; set a cell or pbc=False")
+
+
+def check_labels(energy_eV, forces_eV_A, where: str) -> None:
+    """A ValueError naming the structure when a label is NaN or infinite."""
+    if energy_eV is not None and not np.isfinite(energy_eV):
+        raise ValueError(f"{where}: the energy label is {energy_eV}")
+    if forces_eV_A is not None and not np.all(np.isfinite(forces_eV_A)):
+        atom = int(np.argwhere(~np.isfinite(np.asarray(forces_eV_A)))[0, 0])
+        raise ValueError(f"{where}: the force label of atom {atom} is not finite")
 
 
 def _labelled(numbers, positions, energy_eV: float, forces_eV_A) -> Atoms:
@@ -46,53 +62,77 @@ def read_rmd17(
         raise ValueError(f"labels must be 'rmd17' or 'md17', got {labels!r}")
     energy_key, forces_key = keys[labels]
     try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: not a readable npz file ({error})") from None
-    missing = {"nuclear_charges", "coords", energy_key, forces_key} - set(data.files)
-    if missing:
-        raise ValueError(f"{path}: not an rMD17 file, missing keys {sorted(missing)}")
-    numbers = data["nuclear_charges"].astype(int)
-    n_frames = len(data["coords"])
-    index = np.arange(n_frames)[frames if frames is not None else slice(None)]
-    coords = data["coords"][index].astype(np.float64)
-    energies = data[energy_key][index].astype(np.float64) * KCAL_PER_MOL_IN_EV
-    forces = data[forces_key][index].astype(np.float64) * KCAL_PER_MOL_IN_EV
-    structures = [_labelled(numbers, coords[k], energies[k], forces[k]) for k in range(len(index))]
-    for k, atoms in zip(index, structures):
-        check_structure(atoms, f"{path} frame {k}")
+        with np.load(path, allow_pickle=False) as data:
+            missing = {"nuclear_charges", "coords", energy_key, forces_key} - set(data.files)
+            if missing:
+                raise ValueError(f"{path}: not an rMD17 file, missing keys {sorted(missing)} (it has {sorted(data.files)})")
+            numbers = data["nuclear_charges"].astype(int)
+            coords, energies, forces = data["coords"], data[energy_key], data[forces_key]
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise ValueError(f"{path}: not a readable npz file, perhaps truncated ({type(error).__name__}: {error})") from None
+    index = np.arange(len(coords))[frames if frames is not None else slice(None)]
+    coords = coords[index].astype(np.float64)
+    energies = energies[index].astype(np.float64) * KCAL_PER_MOL_IN_EV
+    forces = forces[index].astype(np.float64) * KCAL_PER_MOL_IN_EV
+    structures = []
+    for k, i in enumerate(index):
+        where = f"{path} frame {i}"
+        check_labels(energies[k], forces[k], where)
+        atoms = _labelled(numbers, coords[k], energies[k], forces[k])
+        check_structure(atoms, where)
+        structures.append(atoms)
     return structures
 
 
-def read_ase(path: str | Path, index: str | int | slice = ":", energy_unit: str = "eV") -> list[Atoms]:
-    """Read any file ASE reads (extxyz, ASE db, ...). Labels, when present, are converted from
-    `energy_unit` (and `energy_unit`/Å for forces) to eV and eV/Å."""
+def read_ase(path: str | Path, index: str | int | slice = ":", energy_unit: str = "eV", energy_key: str = "energy",
+             forces_key: str = "forces", require_labels: bool = False) -> list[Atoms]:
+    """Read any file ASE reads (extxyz, ASE db, ...). Labels are looked up as `energy_key` (in
+    the frame's info or its calculator's results) and `forces_key` (per-atom arrays or results),
+    e.g. "REF_energy"/"REF_forces" in MACE-style extxyz, and converted from `energy_unit` (and
+    `energy_unit`/Å for forces) to eV and eV/Å. A frame without them is an error when
+    `require_labels` or other keys than the defaults are asked for."""
     from ase.io import read
+    from ase.io.formats import UnknownFileTypeError
 
     factor = energy_unit_factor(energy_unit)
-    structures = read(str(path), index=index)
+    try:
+        structures = read(str(path), index=index)
+    except UnknownFileTypeError as error:
+        raise ValueError(f"{path}: ASE cannot read this file type ({error})") from None
+    except KeyError as error:  # ASE's way of meeting an element symbol it does not know
+        raise ValueError(f"{path}: unknown element symbol {error}") from None
+    except StopIteration:
+        raise ValueError(f"{path}: holds no structures") from None
     if isinstance(structures, Atoms):
         structures = [structures]
+    strict = require_labels or (energy_key, forces_key) != ("energy", "forces")
     result = []
     for k, atoms in enumerate(structures):
-        check_structure(atoms, f"{path} structure {k}")
-        if atoms.calc is not None:
-            results = atoms.calc.results
-            energy = results.get("energy", results.get("free_energy"))
-            forces = results.get("forces")
-            clean = atoms.copy()
-            clean.calc = SinglePointCalculator(
-                clean,
-                energy=None if energy is None else float(energy) * factor,
-                forces=None if forces is None else np.asarray(forces) * factor,
-            )
-            atoms = clean
-        result.append(atoms)
+        where = f"{path} structure {k}"
+        check_structure(atoms, where)
+        results = {} if atoms.calc is None else atoms.calc.results
+        energy = atoms.info.get(energy_key, results.get(energy_key))
+        if energy is None and energy_key == "energy":
+            energy = results.get("free_energy")
+        forces = atoms.arrays.get(forces_key, results.get(forces_key))
+        if strict and (energy is None or forces is None):
+            have = sorted(set(atoms.info) | set(results) | set(atoms.arrays) - {"numbers", "positions"})
+            raise ValueError(f"{where}: no energy {energy_key!r} and forces {forces_key!r} labels; it has the keys {have} "
+                             "(set energy_key/forces_key, --energy-key/--forces-key on the command line)")
+        energy = None if energy is None else float(energy) * factor
+        forces = None if forces is None else np.asarray(forces, dtype=np.float64) * factor
+        check_labels(energy, forces, where)
+        clean = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+        if energy is not None or forces is not None:
+            clean.calc = SinglePointCalculator(clean, energy=energy, forces=forces)
+        result.append(clean)
     return result
 
 
-def read_structures(path: str | Path, frames=None, energy_unit: str | None = None, labels: str = "rmd17") -> list[Atoms]:
-    """Read rMD17 npz files or anything ASE reads, by file suffix."""
+def read_structures(path: str | Path, frames=None, energy_unit: str | None = None, labels: str = "rmd17",
+                    energy_key: str = "energy", forces_key: str = "forces", require_labels: bool = True) -> list[Atoms]:
+    """Read (labelled, unless not `require_labels`) frames: rMD17 npz files or anything ASE
+    reads (by file suffix; see `read_ase` for the keys)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
@@ -100,7 +140,7 @@ def read_structures(path: str | Path, frames=None, energy_unit: str | None = Non
         if energy_unit not in (None, "kcal/mol"):
             raise ValueError("rMD17 npz files are in kcal/mol; do not pass another energy_unit")
         return read_rmd17(path, frames=frames, labels=labels)
-    structures = read_ase(path, energy_unit=energy_unit or "eV")
+    structures = read_ase(path, energy_unit=energy_unit or "eV", energy_key=energy_key, forces_key=forces_key, require_labels=require_labels)
     if frames is not None:
         structures = [structures[k] for k in np.arange(len(structures))[frames]]
     return structures
@@ -114,8 +154,23 @@ def labels_of(atoms: Atoms) -> tuple[float, np.ndarray]:
     return float(results["energy"]), np.asarray(results["forces"], dtype=np.float64)
 
 
-def read_isolated_atom_energies(path: str | Path) -> dict[int, float]:
-    """Per-element isolated-atom energies (eV) from an extxyz file of single atoms."""
+# Isolated-atom energies shipped with the package, by name (files in data/reference/).
+REFERENCE_ENERGY_SETS = {"pbe-def2svp": "isolated_atoms_pbe_def2svp.xyz"}  # H C N O, ORCA; the rMD17 level
+
+
+def reference_energies_file(name_or_path: str | Path) -> Path:
+    """The file of a shipped set of isolated-atom energies (e.g. "pbe-def2svp") or a path."""
+    if str(name_or_path) in REFERENCE_ENERGY_SETS:
+        return Path(str(resources.files("anids_md") / "data" / "reference" / REFERENCE_ENERGY_SETS[str(name_or_path)]))
+    return Path(name_or_path)
+
+
+def read_isolated_atom_energies(name_or_path: str | Path) -> dict[int, float]:
+    """Per-element isolated-atom energies (eV) from an extxyz file of single atoms, or a
+    shipped set by name (REFERENCE_ENERGY_SETS)."""
+    path = reference_energies_file(name_or_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no isolated-atom energies file {str(name_or_path)!r}; shipped sets: {sorted(REFERENCE_ENERGY_SETS)}")
     energies = {}
     for atoms in read_ase(path):
         if len(atoms) != 1:

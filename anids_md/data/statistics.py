@@ -8,10 +8,15 @@ from dataclasses import dataclass
 import numpy as np
 from ase import Atoms
 
+from ..units import ENERGY_UNITS_TO_EV
 from .readers import labels_of
 
-# Molecular forces beyond this RMS (eV/Å) are almost surely in another unit (kcal/mol/Å is 23x).
-IMPLAUSIBLE_FORCE_RMS_EV_PER_A = 20.0
+# Molecular forces beyond this RMS (eV/Å) are almost surely in another unit: rMD17 at 500 K has
+# 0.9-1.4 eV/Å, the same data in kcal/mol/Å 21-32.
+IMPLAUSIBLE_FORCE_RMS_EV_PER_A = 8.0
+# Energies further than this (eV per atom) from the sum of isolated-atom energies are almost
+# surely in another unit: atomisation energies of molecules are a few eV per atom.
+IMPLAUSIBLE_BINDING_EV_PER_ATOM = 30.0
 
 
 @dataclass
@@ -33,6 +38,14 @@ def fit_reference_energies(structures: list[Atoms], elements: list[int]) -> dict
     return {z: float(e) for z, e in zip(elements, solution)}
 
 
+def _likely_unit(structures: list[Atoms], reference_energies: dict[int, float]) -> str:
+    """The energy unit whose conversion brings the energies closest to the reference energies."""
+    ratio = np.mean([labels_of(a)[0] / sum(reference_energies[int(z)] for z in a.numbers) for a in structures])
+    if ratio <= 0:
+        return "energies on another scale (not total energies?)"
+    return min(ENERGY_UNITS_TO_EV, key=lambda unit: abs(np.log(ratio * ENERGY_UNITS_TO_EV[unit])))
+
+
 def compute_statistics(
     structures: list[Atoms],
     avg_num_neighbors: float,
@@ -42,7 +55,8 @@ def compute_statistics(
     if not structures:
         raise ValueError("cannot compute statistics of an empty training set")
     elements = sorted({int(z) for a in structures for z in a.numbers})
-    if reference_energies is None:
+    given = reference_energies is not None
+    if not given:
         reference_energies = fit_reference_energies(structures, elements)
     missing = [z for z in elements if z not in reference_energies]
     if missing:
@@ -59,12 +73,17 @@ def compute_statistics(
             f"force RMS {force_scale:.1f} eV/Å is implausible for molecules: are the labels in "
             "kcal/mol(/Å) or Hartree? pass the right energy_unit when reading"
         )
+    energy_shift = float(np.mean(per_atom))
+    if given and abs(energy_shift) > IMPLAUSIBLE_BINDING_EV_PER_ATOM:
+        raise ValueError(
+            f"the energies differ from the isolated-atom reference energies by {energy_shift:.1f} eV per atom, implausible for "
+            f"molecules: they look like {_likely_unit(structures, reference_energies)} read as eV; pass the right energy_unit")
     if force_scale == 0.0:
         force_scale = 1.0  # equilibrium-only data: keep the energy scale unit
     return DatasetStatistics(
         elements=elements,
         reference_energies={int(z): float(reference_energies[z]) for z in elements},
-        energy_shift=float(np.mean(per_atom)),
+        energy_shift=energy_shift,
         force_scale=force_scale,
         avg_num_neighbors=float(avg_num_neighbors),
     )

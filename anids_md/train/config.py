@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import yaml
@@ -24,7 +25,11 @@ class DataConfig:
     n_valid: int = 50  # with protocol null
     labels: str = "rmd17"  # rmd17 | md17 (original MD17 labels), npz only
     energy_unit: str | None = None  # unit of energies in non-npz files (eV if unset)
-    reference_energies: str | None = None  # isolated-atom energies (extxyz); least squares if null
+    energy_key: str = "energy"  # non-npz files: where the energy label is (info key, e.g. REF_energy)
+    forces_key: str = "forces"  # non-npz files: where the forces are (array key, e.g. REF_forces)
+    # isolated-atom energies: an extxyz file of single atoms, or a shipped set by name
+    # ("pbe-def2svp": H, C, N, O at the rMD17 level); least squares on the training data if null
+    reference_energies: str | None = None
 
 
 @dataclass
@@ -67,6 +72,10 @@ class TrainConfig:
     description: str = ""
     init: str | None = None  # checkpoint (or shipped name) whose weights start the training
     noise: str = "none"  # auxiliary denoising: none | fixed | isotropic | anisotropic | anisotropic-add
+    # A run folder that already holds a run with other settings is refused unless one of these
+    # is set: resume continues it (keeping its saved settings), overwrite starts afresh.
+    resume: bool = False
+    overwrite: bool = False
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -102,6 +111,8 @@ class PretrainConfig:
     device: str = "auto"
     dtype: str = "float32"
     description: str = ""
+    resume: bool = False  # as in TrainConfig
+    overwrite: bool = False
     model: ModelConfig = field(default_factory=lambda: ModelConfig(elements=[1, 6, 7, 8, 9]))
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
@@ -164,15 +175,36 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
     return values
 
 
+def packaged_configs() -> dict[str, Path]:
+    """The recipes shipped with the package, by name (e.g. "rmd17-50")."""
+    folder = resources.files("anids_md") / "configs"
+    return {Path(p.name).stem: Path(str(p)) for p in folder.iterdir() if p.name.endswith(".yaml")}
+
+
+def resolve_config(name_or_path: str | Path) -> Path:
+    """A YAML file path, or the file of a packaged recipe's name."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    configs = packaged_configs()
+    if str(name_or_path) in configs:
+        return configs[str(name_or_path)]
+    raise FileNotFoundError(f"no config file {str(name_or_path)!r} and no packaged recipe of that name; packaged: {sorted(configs)}")
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] = (), kind=TrainConfig):
-    """A `kind` config (TrainConfig or PretrainConfig) from a YAML file (optional) and
-    command-line overrides."""
+    """A `kind` config (TrainConfig or PretrainConfig) from a YAML file or packaged recipe name
+    (optional) and command-line overrides."""
     values = {}
     if path is not None:
-        with open(path) as handle:
+        with open(resolve_config(path)) as handle:
             values = yaml.safe_load(handle) or {}
-    values = apply_overrides(values, list(overrides))
-    config = _build(kind, values, "config")
+    return config_from_dict(apply_overrides(values, list(overrides)), kind)
+
+
+def config_from_dict(values: dict, kind=TrainConfig, where: str = "config"):
+    """A `kind` config from a nested dict (as read from YAML), unknown keys refused."""
+    config = _build(kind, values, where)
     if config.model.reference_energies:
         config.model.reference_energies = {int(z): float(e) for z, e in config.model.reference_energies.items()}
     return config
@@ -182,3 +214,20 @@ def config_to_dict(config) -> dict:
     values = dataclasses.asdict(config)
     values["model"] = config.model.to_dict()
     return values
+
+
+RUN_CONTROL = ("resume", "overwrite")  # how to start, not what is trained: never compared
+
+
+def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config dicts (run-control keys ignored)."""
+    keys = []
+    for key in sorted(set(saved) | set(current)):
+        if not prefix and key in RUN_CONTROL:
+            continue
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            keys.append(f"{prefix}{key}")
+    return keys

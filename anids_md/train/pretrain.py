@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import logging
 import math
 import os
 import time
@@ -17,16 +18,20 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..checkpoint import resolve_dtype, save_checkpoint
+from ..atomic import write_text_atomically
+from ..checkpoint import PRETRAINING_KIND, save_checkpoint
 from ..data import collate, graph_from_atoms, random_split, read_qm9, read_structures
 from ..nn import ForceField
 from ..nn.generator import NoiseGenerator
 from ..noise import NoiseConfig, corrupt, masked_mean, regulariser, structure_covariances
+from ..runtime import resolve_device, resolve_dtype
 from .config import PretrainConfig, config_to_dict
 from .ema import ExponentialMovingAverage
+from .run_dir import claim_run_dir, open_log
 from .schedule import warmup_cosine
 from .state import load_state, save_state
-from .trainer import resolve_device
+
+logger = logging.getLogger(__name__)
 
 
 class DenoisingPretraining(nn.Module):
@@ -51,7 +56,7 @@ def load_pretraining_structures(config: PretrainConfig) -> list:
     d = config.data
     if d.source == "qm9":
         return read_qm9(d.qm9_dir, d.elements, d.max_atoms, d.n_structures, config.seed)
-    structures = read_structures(d.source)
+    structures = read_structures(d.source, require_labels=False)
     structures = [a for a in structures if d.max_atoms is None or len(a) <= d.max_atoms]
     if d.n_structures is not None and d.n_structures < len(structures):
         keep = np.sort(np.random.default_rng(config.seed).choice(len(structures), d.n_structures, replace=False))
@@ -73,8 +78,11 @@ def init_distributed(device: torch.device) -> tuple[int, int]:
 
 class Pretrainer:
     def __init__(self, config: PretrainConfig, progress: bool = True):
-        self.config = config
+        if config.data.source != "qm9" and not os.path.isfile(config.data.source):
+            raise FileNotFoundError(f"missing input files: data.source={config.data.source}")
         self.device, self.dtype = resolve_device(config.device), resolve_dtype(config.dtype)
+        config = claim_run_dir(config, writer=os.environ.get("RANK", "0") == "0")
+        self.config = config
         if self.device.type == "cuda" and "LOCAL_RANK" in os.environ:
             self.device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         self.rank, self.world = init_distributed(self.device)
@@ -166,7 +174,7 @@ class Pretrainer:
     def training_metadata(self) -> dict:
         d = self.config.data
         return {
-            "kind": "denoising pretraining",
+            "kind": PRETRAINING_KIND,
             "source": d.source,
             "n_structures": self.n_structures,
             "n_valid": len(self.valid_graphs),
@@ -179,11 +187,11 @@ class Pretrainer:
         p = self.progress_state
         if self.state_path.exists():
             p.update(load_state(self.state_path, self.objective, self.ema, self.optimizer))
+            logger.info("resuming %s from step %d of %d (epoch %d)", self.run_dir, p["step"], self.total_steps, p["epoch"])
         log_path = self.run_dir / "log.csv"
         fields = ["epoch", "step", "lr", "train_loss", "train_denoise", "train_kl", "train_hinge", "valid_loss", "valid_denoise", "wall_s"]
-        if self.rank == 0 and (p["step"] == 0 or not log_path.exists()):
-            with open(log_path, "w", newline="") as handle:
-                csv.writer(handle).writerow(fields)
+        if self.rank == 0:
+            open_log(log_path, fields, p["step"])
         self.bar = tqdm(total=self.total_steps, initial=p["step"], disable=not self.progress, desc=self.config.name, unit="step")
         while p["step"] < self.total_steps:
             start = time.perf_counter()
@@ -215,7 +223,7 @@ class Pretrainer:
             "valid": p.get("best_metrics"),
         }
         if self.rank == 0:
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            write_text_atomically(self.run_dir / "summary.json", json.dumps(summary, indent=2))
         if self.world > 1:
             import torch.distributed as dist
 

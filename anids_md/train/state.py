@@ -4,11 +4,12 @@ safetensors, everything else (step, epoch, best score, optimiser hyperparameters
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from ..atomic import atomic_path
 
 
 def save_state(path: Path, model, ema, optimizer, progress: dict) -> None:
@@ -20,18 +21,21 @@ def save_state(path: Path, model, ema, optimizer, progress: dict) -> None:
             tensors[f"optim.{index}.{name}"] = torch.as_tensor(value)
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     meta = {"progress": progress, "param_groups": optim["param_groups"], "ema_updates": ema.updates}
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata={"state": json.dumps(meta)})
-    os.replace(tmp, path)  # atomic: an interruption never leaves half a state
+    with atomic_path(path) as tmp:  # an interruption never leaves half a state
+        save_file(tensors, str(tmp), metadata={"state": json.dumps(meta)})
 
 
 def load_state(path: Path, model, ema, optimizer) -> dict:
     """Restore tensors into `model`, `ema` and `optimizer`; return the saved progress dict."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(str(path), framework="pt") as handle:
-        meta = json.loads(handle.metadata()["state"])
-    tensors = load_file(str(path))
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = json.loads(handle.metadata()["state"])
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, KeyError, TypeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: the saved training state is corrupt or truncated ({type(error).__name__}: {error}); "
+                         "add overwrite=true to start the run afresh") from None
     device = next(model.parameters()).device
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     ema.model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})

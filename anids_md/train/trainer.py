@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..checkpoint import load_checkpoint, resolve_dtype, save_checkpoint
+from ..atomic import write_text_atomically
+from ..checkpoint import load_checkpoint, resolve, save_checkpoint
 from ..data import (
     collate,
     compute_statistics,
@@ -24,19 +27,41 @@ from ..data import (
     read_isolated_atom_energies,
     read_structures,
 )
+from ..data.readers import reference_energies_file
 from ..evaluation import error_metrics, evaluate, predict
 from ..nn import ForceField, ModelConfig
+from ..runtime import resolve_device, resolve_dtype
+from ..units import MEV_PER_EV
 from .config import TrainConfig, config_to_dict
 from .denoising import AuxiliaryDenoising
 from .ema import ExponentialMovingAverage
 from .losses import energy_force_loss
+from .run_dir import claim_run_dir, open_log
 from .schedule import warmup_cosine
 from .state import load_state, save_state
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+logger = logging.getLogger(__name__)
+
+
+def check_inputs(config: TrainConfig) -> None:
+    """Every file the config names, checked before any work: one FileNotFoundError listing all
+    that are missing."""
+    d = config.data
+    if not d.train:
+        raise ValueError("data.train is required: the labelled frames to train on (e.g. data.train=frames.extxyz)")
+    missing = [f"data.train={d.train}"] if not Path(d.train).is_file() else []
+    if d.test and not Path(d.test).is_file():
+        missing.append(f"data.test={d.test}")
+    if d.reference_energies and not reference_energies_file(d.reference_energies).is_file():
+        missing.append(f"data.reference_energies={d.reference_energies}")
+    for key, checkpoint in (("init", config.init), ("denoise.generator", config.denoise.generator)):
+        if checkpoint:
+            try:
+                resolve(checkpoint)
+            except FileNotFoundError:
+                missing.append(f"{key}={checkpoint}")
+    if missing:
+        raise FileNotFoundError(f"missing input files: {', '.join(missing)}")
 
 
 @dataclass
@@ -49,7 +74,7 @@ class Datasets:
 
 def load_datasets(config: TrainConfig) -> Datasets:
     d = config.data
-    structures = read_structures(d.train, energy_unit=d.energy_unit, labels=d.labels)
+    structures = read_structures(d.train, energy_unit=d.energy_unit, labels=d.labels, energy_key=d.energy_key, forces_key=d.forces_key)
     if d.protocol:
         train_idx, valid_idx = protocol_split(d.protocol, len(structures), config.seed)
     else:
@@ -74,6 +99,7 @@ def prepare_model_config(config: TrainConfig, train_structures, graphs, pretrain
     else:
         m.elements = sorted(set(m.elements) | set(stats.elements))
         m.avg_num_neighbors = stats.avg_num_neighbors
+    # Elements the data lack keep a placeholder 0 eV; calculators refuse them (trained_elements).
     m.reference_energies = {**{z: 0.0 for z in m.elements}, **stats.reference_energies}
     m.energy_shift, m.force_scale = stats.energy_shift, stats.force_scale
 
@@ -88,6 +114,7 @@ def describe_training_data(config: TrainConfig, data: Datasets) -> dict:
         "n_valid": len(data.valid),
         "train_indices": [int(i) for i in data.train_indices] if len(data.train_indices) <= 100 else f"{len(data.train_indices)} frames, seed {config.seed}",
         "formulae": sorted({a.get_chemical_formula() for a in data.train}),
+        "elements": sorted({int(z) for a in data.train for z in a.numbers}),
         "seed": config.seed,
         "description": config.description,
     }
@@ -95,9 +122,11 @@ def describe_training_data(config: TrainConfig, data: Datasets) -> dict:
 
 class Trainer:
     def __init__(self, config: TrainConfig, progress: bool = True):
+        check_inputs(config)
+        self.device, self.dtype = resolve_device(config.device), resolve_dtype(config.dtype)
+        config = claim_run_dir(config)
         self.config, self.progress = config, progress
         torch.manual_seed(config.seed)
-        self.device, self.dtype = resolve_device(config.device), resolve_dtype(config.dtype)
         self.data = load_datasets(config)
         initial = None
         if config.init:  # architecture and weights from a (pretrained) checkpoint
@@ -173,7 +202,7 @@ class Trainer:
         ref_e = [float(g.energy) for g in self.valid_graphs]
         ref_f = [g.forces.cpu().numpy() for g in self.valid_graphs]
         metrics = error_metrics(energy, forces, ref_e, ref_f)
-        o, scale = self.config.optim, self.config.model.force_scale * 1000.0
+        o, scale = self.config.optim, self.config.model.force_scale * MEV_PER_EV
         # Same weighting as training, in normalised units, from RMSEs.
         metrics["loss"] = o.energy_weight * (metrics["energy_rmse_meV"] / scale) ** 2 + o.forces_weight * (metrics["forces_rmse_meV_per_A"] / scale) ** 2
         return metrics
@@ -182,17 +211,17 @@ class Trainer:
         if not self.state_path.exists():
             return False
         self.progress_state = load_state(self.state_path, self.trainable, self.ema, self.optimizer)
+        p = self.progress_state
+        logger.info("resuming %s from step %d of %d (epoch %d)", self.run_dir, p["step"], self.total_steps, p["epoch"])
         return True
 
     def fit(self) -> dict:
         """Train until the step budget or early stopping; returns a summary dict."""
-        resumed = self.resume_if_possible()
+        self.resume_if_possible()
         p = self.progress_state
         log_path = self.run_dir / "log.csv"
         fields = ["epoch", "step", "lr", "train_loss", "train_denoise", "valid_loss", "valid_energy_mae_meV", "valid_forces_mae_meV_per_A", "wall_s"]
-        if not resumed or not log_path.exists():
-            with open(log_path, "w", newline="") as handle:
-                csv.writer(handle).writerow(fields)
+        open_log(log_path, fields, p["step"])
         writer = _tensorboard(self.run_dir)
         o = self.config.optim
         bar = tqdm(total=self.total_steps, initial=p["step"], disable=not self.progress, desc=self.config.name, unit="step")
@@ -243,11 +272,12 @@ class Trainer:
         if self.denoising is not None:
             summary["noise_scale_A"] = round(self.denoising.mean_noise_scale(), 5)
         if self.config.data.test:
-            test = read_structures(self.config.data.test, energy_unit=self.config.data.energy_unit, labels=self.config.data.labels)
+            d = self.config.data
+            test = read_structures(d.test, energy_unit=d.energy_unit, labels=d.labels, energy_key=d.energy_key, forces_key=d.forces_key)
             summary["test_file"] = str(self.config.data.test)
             summary["test"] = evaluate(model, test)
         save_checkpoint(model, self.run_dir / "model.safetensors", training=self.training_metadata(), extra={"results": summary})
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_text_atomically(self.run_dir / "summary.json", json.dumps(summary, indent=2))
         plot_learning_curve(self.run_dir / "log.csv", self.run_dir / "learning_curve.png")
         return summary
 

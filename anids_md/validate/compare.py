@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from ..calculator import AniDSCalculator
 from ..simulate import optimize
+from ..units import MEV_PER_EV
 from .dft import DFTLevel, dft_optimize, dft_single_point
 from .rmsd import kabsch_rmsd
 
@@ -49,7 +50,7 @@ def compare_minima(
         begin = time.perf_counter()
         result = optimize(ml, fmax=fmax, optimizer="BFGS", steps=2000)
         ml_wall = time.perf_counter() - begin
-        dft = dft_optimize(start, level.xc, level.basis, level.dispersion, level.density_fit, level.grid_level, cache_dir=cache_dir)
+        dft = dft_optimize(start, level, cache_dir=cache_dir)
         at_ml = dft_single_point(Atoms(numbers=ml.numbers, positions=ml.positions), level, cache_dir=cache_dir)
         between = kabsch_rmsd(dft.atoms, ml)
         rows.append(MinimumComparison(
@@ -57,7 +58,7 @@ def compare_minima(
             rmsd_ml_dft_heavy_A=kabsch_rmsd(dft.atoms, ml, heavy_atoms_only=True),
             rmsd_start_ml_A=kabsch_rmsd(start, ml), rmsd_start_dft_A=kabsch_rmsd(start, dft.atoms),
             rmsd_reduction_A=kabsch_rmsd(start, dft.atoms) - between,
-            dft_energy_penalty_meV=1000.0 * (at_ml.energy_eV - dft.energy_eV),
+            dft_energy_penalty_meV=MEV_PER_EV * (at_ml.energy_eV - dft.energy_eV),
             ml_steps=result.steps, ml_converged=result.converged, ml_wall_s=ml_wall,
             dft_steps=dft.steps, dft_converged=dft.converged, dft_wall_s=dft.wall_s,
         ))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -16,8 +17,11 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
+from ..atomic import write_text_atomically
 from ..data import check_structure
-from ..units import BOHR_IN_ANGSTROM, HARTREE_IN_EV
+from ..units import HARTREE_IN_EV, HARTREE_PER_BOHR_IN_EV_PER_A
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -57,11 +61,17 @@ def cache_key(task: str, atoms: Atoms, level: DFTLevel, extra: dict | None = Non
 
 
 def _load(path: Path, numbers) -> DFTResult | None:
+    """The cached result, or None when there is none or it cannot be read (then it is
+    recomputed and overwritten)."""
     if not path.exists():
         return None
-    d = json.loads(path.read_text())
-    atoms = Atoms(numbers=numbers, positions=np.array(d["positions"]))
-    return DFTResult(atoms, d["energy_eV"], np.array(d["forces_eV_per_A"]), d["wall_s"], d["steps"], d["converged"], True)
+    try:
+        d = json.loads(path.read_text())
+        atoms = Atoms(numbers=numbers, positions=np.array(d["positions"]))
+        return DFTResult(atoms, d["energy_eV"], np.array(d["forces_eV_per_A"]), d["wall_s"], d["steps"], d["converged"], True)
+    except (OSError, ValueError, KeyError, TypeError) as error:  # JSONDecodeError is a ValueError
+        logger.warning("ignoring the unreadable DFT cache entry %s (%s: %s); recomputing", path, type(error).__name__, error)
+        return None
 
 
 def _store(path: Path, result: DFTResult, level: DFTLevel) -> None:
@@ -69,9 +79,7 @@ def _store(path: Path, result: DFTResult, level: DFTLevel) -> None:
     record = {"level": asdict(level), "positions": result.atoms.positions.tolist(), "energy_eV": result.energy_eV,
               "forces_eV_per_A": result.forces_eV_per_A.tolist(), "wall_s": result.wall_s, "steps": result.steps,
               "converged": result.converged, "units": {"positions": "Å", "energy": "eV", "forces": "eV/Å"}}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record))
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(record))
 
 
 def _method(atoms: Atoms, level: DFTLevel, verbose: int = 0):
@@ -110,7 +118,7 @@ def _energy_forces(mf) -> tuple[float, np.ndarray]:
     if not mf.converged:
         raise RuntimeError("the SCF did not converge")
     gradient = np.asarray(mf.nuc_grad_method().kernel())
-    return float(energy) * HARTREE_IN_EV, -gradient * HARTREE_IN_EV / BOHR_IN_ANGSTROM
+    return float(energy) * HARTREE_IN_EV, -gradient * HARTREE_PER_BOHR_IN_EV_PER_A
 
 
 def dft_single_point(atoms: Atoms, level: DFTLevel = DFTLevel(), cache_dir: str | Path | None = None) -> DFTResult:
@@ -126,13 +134,10 @@ def dft_single_point(atoms: Atoms, level: DFTLevel = DFTLevel(), cache_dir: str 
     return result
 
 
-def dft_optimize(
-    atoms: Atoms, xc: str = "PBE", basis: str = "def2-SVP", dispersion: str | None = None, density_fit: bool = True,
-    grid_level: int = 3, max_steps: int = 100, cache_dir: str | Path | None = None,
-) -> DFTResult:
-    """Relax `atoms` with PySCF + geomeTRIC (its default convergence criteria) and return the
-    minimum, its energy and forces; cached by structure and level of theory."""
-    level = DFTLevel(xc=xc, basis=basis, dispersion=dispersion, density_fit=density_fit, grid_level=grid_level)
+def dft_optimize(atoms: Atoms, level: DFTLevel = DFTLevel(), max_steps: int = 100, cache_dir: str | Path | None = None) -> DFTResult:
+    """Relax `atoms` at `level` (charge and spin included) with PySCF + geomeTRIC (its default
+    convergence criteria) and return the minimum, its energy and forces; cached by structure
+    and level of theory."""
     path = Path(cache_dir or default_cache_dir()) / f"opt-{cache_key('optimisation', atoms, level, {'max_steps': max_steps})}.json"
     cached = _load(path, atoms.numbers)
     if cached is not None:
@@ -150,7 +155,7 @@ def dft_optimize(
     minimum = Atoms(numbers=atoms.numbers, positions=mol.atom_coords(unit="Angstrom"))
     last_positions, last_energy, last_gradient = steps[-1]
     if np.array_equal(last_positions, minimum.positions):  # the optimiser's last evaluation is the minimum
-        energy, forces = float(last_energy) * HARTREE_IN_EV, -last_gradient * HARTREE_IN_EV / BOHR_IN_ANGSTROM
+        energy, forces = float(last_energy) * HARTREE_IN_EV, -last_gradient * HARTREE_PER_BOHR_IN_EV_PER_A
     else:
         energy, forces = _energy_forces(_method(minimum, level))
     result = DFTResult(minimum, energy, forces, time.perf_counter() - start, len(steps), bool(converged), False)
@@ -162,8 +167,7 @@ def _quiet_geometric_log() -> Path:
     """A logging configuration that keeps geomeTRIC's step-by-step report off the terminal."""
     path = default_cache_dir().parent / "geometric-quiet.ini"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(
+        write_text_atomically(path, 
             "[loggers]\nkeys=root,geometric\n\n[handlers]\nkeys=null\n\n[formatters]\nkeys=\n\n"
             "[logger_root]\nlevel=WARNING\nhandlers=\n\n"
             "[logger_geometric]\nlevel=WARNING\nhandlers=null\nqualname=geometric\npropagate=0\n\n"

@@ -1,0 +1,51 @@
+"""Where and how torch computes: device, floating-point type and CPU threads, resolved in one
+place with errors that name the problem."""
+
+from __future__ import annotations
+
+import torch
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """A usable torch device: "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:1", ...
+    A RuntimeError when the device cannot be used here."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda'") from None
+    if device.type == "cuda":
+        if not torch.backends.cuda.is_built():
+            raise RuntimeError(f"device {str(device)!r} requested, but this torch build has no CUDA support (a CPU build); use device='cpu'")
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {str(device)!r} requested, but no CUDA GPU is visible; use device='cpu'")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise RuntimeError(f"device {str(device)!r} requested, but only {torch.cuda.device_count()} GPU(s) are visible")
+    elif device.type != "cpu":
+        raise RuntimeError(f"device {str(device)!r} is not supported; use 'cpu' or 'cuda'")
+    return device
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device | None = None) -> torch.dtype:
+    """torch dtype of "float32"/"float64" (or a torch dtype). None gives the default for `device`:
+    float64 on CPU (smooth MD, tight optimisation), float32 on GPU."""
+    if dtype is None:
+        return torch.float32 if device is not None and device.type == "cuda" else torch.float64
+    if dtype in DTYPES.values():
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return DTYPES[dtype]
+
+
+def set_threads(n: int | None) -> None:
+    """Set torch's CPU threads (process-wide) when `n` is given. One thread is fastest for
+    molecules of tens of atoms (docs/performance.md)."""
+    if n is None:
+        return
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"threads must be a positive integer, got {n!r}")
+    torch.set_num_threads(n)

@@ -101,10 +101,9 @@ def test_train_command_fine_tunes_with_each_objective(tmp_path, frames_file, pre
     config, _ = pretrained
     init = str(config.run_dir / "model.safetensors")
     common = [f"output_dir={tmp_path}", f"data.train={frames_file}", "data.protocol=null", "data.n_valid=4",
-              "optim.batch_size=4", "optim.epochs=2", "device=cpu"]
+              "optim.batch_size=4", "optim.epochs=2", "device=cpu", "data.test=null", "data.reference_energies=null"]
     for noise in ("none", "fixed", "anisotropic"):
-        main(["--debug", "train", "--config", "rmd17-50", "--quiet", f"name={noise}", f"init={init}", f"noise={noise}",
-              "data.test=null", "data.reference_energies=null", *common])
+        main(["--debug", "train", "--config", "rmd17-50", "--quiet", f"name={noise}", f"init={init}", f"noise={noise}", *common])
         _, metadata = load_checkpoint(tmp_path / noise / "model.safetensors")
         assert metadata["results"]["noise"] == noise and metadata["results"]["init"] == init
     assert "noise_scale_A" in load_checkpoint(tmp_path / "anisotropic" / "model.safetensors")[1]["results"]

@@ -161,7 +161,9 @@ def test_qm9_reader_filters_and_converts(tmp_path):
 def test_pretraining_resumes_from_its_state(tmp_path, structures_file):
     first = pretrain(pretrain_config(tmp_path, structures_file, "optim.epochs=1"), progress=False)
     first_log = (tmp_path / "pt" / "log.csv").read_text()
-    resumed = pretrain(pretrain_config(tmp_path, structures_file, "optim.epochs=2"), progress=False)
+    with pytest.raises(ValueError, match="optim.epochs differ"):  # no silent resume with other settings
+        pretrain(pretrain_config(tmp_path, structures_file, "optim.epochs=2"), progress=False)
+    resumed = pretrain(pretrain_config(tmp_path, structures_file, "optim.epochs=2", "resume=true"), progress=False)
     with open(tmp_path / "pt" / "log.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [int(r["epoch"]) for r in rows] == [1, 2] and resumed["steps"] == 2 * first["steps"]

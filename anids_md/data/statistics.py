@@ -38,12 +38,15 @@ def fit_reference_energies(structures: list[Atoms], elements: list[int]) -> dict
     return {z: float(e) for z, e in zip(elements, solution)}
 
 
-def _likely_unit(structures: list[Atoms], reference_energies: dict[int, float]) -> str:
-    """The energy unit whose conversion brings the energies closest to the reference energies."""
+def _unit_hint(structures: list[Atoms], reference_energies: dict[int, float]) -> str:
+    """What probably went wrong: energies in another unit (named), or on another scale."""
     ratio = np.mean([labels_of(a)[0] / sum(reference_energies[int(z)] for z in a.numbers) for a in structures])
-    if ratio <= 0:
-        return "energies on another scale (not total energies?)"
-    return min(ENERGY_UNITS_TO_EV, key=lambda unit: abs(np.log(ratio * ENERGY_UNITS_TO_EV[unit])))
+    if ratio > 0:
+        unit = min(ENERGY_UNITS_TO_EV, key=lambda u: abs(np.log(ratio * ENERGY_UNITS_TO_EV[u])))
+        if unit != "eV" and abs(np.log(ratio * ENERGY_UNITS_TO_EV[unit])) < np.log(1.5):
+            return f"they look like {unit} read as eV; pass the right energy_unit"
+    return ("are they total energies at the level of the reference energies? if not, use data.reference_energies=null "
+            "(least squares)")
 
 
 def compute_statistics(
@@ -68,16 +71,16 @@ def compute_statistics(
         per_atom.append((energy - e0) / len(atoms))
         forces.append(f.ravel())
     force_scale = float(np.sqrt(np.mean(np.concatenate(forces) ** 2)))
-    if force_scale > IMPLAUSIBLE_FORCE_RMS_EV_PER_A:
-        raise ValueError(
-            f"force RMS {force_scale:.1f} eV/Å is implausible for molecules: are the labels in "
-            "kcal/mol(/Å) or Hartree? pass the right energy_unit when reading"
-        )
     energy_shift = float(np.mean(per_atom))
     if given and abs(energy_shift) > IMPLAUSIBLE_BINDING_EV_PER_ATOM:
         raise ValueError(
             f"the energies differ from the isolated-atom reference energies by {energy_shift:.1f} eV per atom, implausible for "
-            f"molecules: they look like {_likely_unit(structures, reference_energies)} read as eV; pass the right energy_unit")
+            f"molecules: {_unit_hint(structures, reference_energies)}")
+    if force_scale > IMPLAUSIBLE_FORCE_RMS_EV_PER_A:
+        raise ValueError(
+            f"force RMS {force_scale:.1f} eV/Å is implausible for molecules: are the labels in "
+            "kcal/mol(/Å)? pass the right energy_unit when reading"
+        )
     if force_scale == 0.0:
         force_scale = 1.0  # equilibrium-only data: keep the energy scale unit
     return DatasetStatistics(

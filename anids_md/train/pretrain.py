@@ -81,7 +81,7 @@ class Pretrainer:
         if config.data.source != "qm9" and not os.path.isfile(config.data.source):
             raise FileNotFoundError(f"missing input files: data.source={config.data.source}")
         self.device, self.dtype = resolve_device(config.device), resolve_dtype(config.dtype)
-        config = claim_run_dir(config, writer=os.environ.get("RANK", "0") == "0")
+        claim_run_dir(config, writer=os.environ.get("RANK", "0") == "0")
         self.config = config
         if self.device.type == "cuda" and "LOCAL_RANK" in os.environ:
             self.device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))

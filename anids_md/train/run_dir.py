@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from ..atomic import write_text_atomically
-from .config import config_differences, config_from_dict, config_to_dict
+from .config import config_differences, config_to_dict
 
 logger = logging.getLogger(__name__)
 
@@ -21,13 +21,13 @@ class RunConflictError(ValueError):
     """A run folder holds a run with other settings."""
 
 
-def claim_run_dir(config, writer: bool = True):
-    """The config to train with in `config.run_dir`, after checking the folder.
+def claim_run_dir(config, writer: bool = True) -> None:
+    """Check `config.run_dir` before training there, and save the config in it.
 
     An unfinished or finished run there with other settings is refused (naming the keys that
-    differ) unless `config.resume` (continue it with its saved settings) or `config.overwrite`
-    (delete it and start afresh). `writer` is false on the processes of a data-parallel run
-    that do not write files."""
+    differ) unless `config.resume` (continue it with the new settings, e.g. more epochs) or
+    `config.overwrite` (delete it and start afresh). `writer` is false on the processes of a
+    data-parallel run that do not write files."""
     run_dir = config.run_dir
     saved_path = run_dir / "config.yaml"
     current = config_to_dict(config)
@@ -35,23 +35,19 @@ def claim_run_dir(config, writer: bool = True):
         for name in RUN_FILES:
             (run_dir / name).unlink(missing_ok=True)
     elif saved_path.exists():
-        saved = yaml.safe_load(saved_path.read_text()) or {}
-        differing = config_differences(saved, current)
+        differing = config_differences(yaml.safe_load(saved_path.read_text()) or {}, current)
         if differing and not config.resume:
             raise RunConflictError(
                 f"{run_dir} holds a run with other settings ({', '.join(differing)} differ); add resume=true to continue "
-                "it with its saved settings, overwrite=true to start afresh, or choose another name=")
-        if differing:
-            logger.warning("resume=true: continuing %s with its saved settings; ignoring the new %s", run_dir, ", ".join(differing))
-            saved.update({key: current[key] for key in ("resume", "overwrite")})
-            return config_from_dict(saved, type(config), f"{saved_path}")
-        return config
+                "it with the new settings, overwrite=true to start afresh, or choose another name=")
+        if not differing:
+            return
+        logger.warning("resume=true: continuing %s with changed settings: %s", run_dir, ", ".join(differing))
     elif (run_dir / "state.safetensors").exists() and not config.resume:
         raise RunConflictError(f"{run_dir} holds a run without saved settings; add resume=true to continue it or overwrite=true")
     if writer:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomically(saved_path, yaml.safe_dump(current, sort_keys=False))
-    return config
 
 
 def open_log(path: Path, fields: list[str], step: int) -> None:

@@ -37,8 +37,12 @@ def load_state(path: Path, model, ema, optimizer) -> dict:
         raise ValueError(f"{path}: the saved training state is corrupt or truncated ({type(error).__name__}: {error}); "
                          "add overwrite=true to start the run afresh") from None
     device = next(model.parameters()).device
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    ema.model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    try:
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        ema.model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    except RuntimeError as error:
+        raise ValueError(f"{path}: the saved training state does not fit this model (were model settings changed?): {error}; "
+                         "add overwrite=true to start the run afresh") from None
     ema.updates = meta["ema_updates"]
     state: dict = {}
     for key, value in tensors.items():

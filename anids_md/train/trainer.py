@@ -124,7 +124,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, progress: bool = True):
         check_inputs(config)
         self.device, self.dtype = resolve_device(config.device), resolve_dtype(config.dtype)
-        config = claim_run_dir(config)
+        claim_run_dir(config)
         self.config, self.progress = config, progress
         torch.manual_seed(config.seed)
         self.data = load_datasets(config)
@@ -231,6 +231,9 @@ class Trainer:
             valid = self.validate()
             p["epoch"] += 1
             p["wall_s"] += time.perf_counter() - start
+            if not math.isfinite(valid["loss"]):
+                raise FloatingPointError(f"training diverged: the validation loss is {valid['loss']} after epoch {p['epoch']}; "
+                                         "lower optim.lr or check the training data")
             improved = valid["loss"] < p["best_valid"]
             if improved:
                 p["best_valid"], p["epochs_since_best"] = valid["loss"], 0

@@ -6,7 +6,6 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from ase.calculators.calculator import Calculator, all_changes
 
 from .checkpoint import check_elements, load_force_field

@@ -127,8 +127,8 @@ def trained_elements(metadata: dict) -> list[int]:
     if "elements" in training:
         return sorted(int(z) for z in training["elements"])
     if training.get("formulae"):  # checkpoints written before the elements were recorded
-        from ase.formula import Formula
         from ase.data import atomic_numbers
+        from ase.formula import Formula
 
         return sorted({atomic_numbers[s] for f in training["formulae"] for s in Formula(f).count()})
     return sorted(int(z) for z in metadata["model"]["elements"])

@@ -324,7 +324,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # The library reports through logging (logger "anids_md"); the command shows INFO and above.
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log = logging.getLogger("anids_md")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
     try:
         if getattr(args, "threads", None) is not None:
             from .runtime import set_threads
@@ -340,6 +345,8 @@ def main(argv=None) -> None:
             raise
         text = str(error) if isinstance(error, (ValueError, RuntimeError, OSError)) else f"{type(error).__name__}: {error}"
         sys.exit(f"anids-md: error: {text}")
+    finally:
+        log.removeHandler(handler)
 
 
 if __name__ == "__main__":

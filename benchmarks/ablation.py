@@ -1,7 +1,7 @@
 """What the denoising objective buys (BENCHMARKS.md B): protocol rmd17-50, the same backbone,
 steps and seeds for every objective, each without and with QM9 pretraining.
 
-Pretraining runs come first (`anids-md pretrain --config training/configs/pretrain_qm9.yaml
+Pretraining runs come first (`anids-md pretrain --config pretrain_qm9
 noise.kind=KIND name=qm9-KIND`, one per learned noise model and `fixed`). "With pretraining" starts
 the backbone from the pretraining of the same noise model (`none` from the anisotropic one); the
 learned objectives always take their frozen generator from that pretraining, since an untrained
@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import RESULTS, machine
+from common import RESULTS, machine, rmd17_dir
 
 OBJECTIVES = ["none", "fixed", "isotropic", "anisotropic", "anisotropic-add"]
 REPO = Path(__file__).resolve().parents[1]
@@ -33,13 +33,13 @@ def run_name(molecule: str, objective: str, pretrained: bool, seed: int) -> str:
 
 
 def command(args, molecule: str, objective: str, pretrained: bool, seed: int) -> list[str]:
-    data = Path(args.data)
+    data = rmd17_dir(args.data)
     pretraining = Path(args.pretrained)
     source = "anisotropic" if objective == "none" else objective
-    cmd = [sys.executable, "-m", "anids_md.cli", "train", "--config", str(REPO / "training/configs/rmd17-50.yaml"), "--quiet",
+    cmd = [sys.executable, "-m", "anids_md.cli", "train", "--config", "rmd17-50", "--quiet",
            f"name={run_name(molecule, objective, pretrained, seed)}", f"output_dir={args.runs}", f"seed={seed}", f"noise={objective}",
            f"data.train={data / f'rmd17_{molecule}_train_01.npz'}", f"data.test={data / f'rmd17_{molecule}_test_01.npz'}",
-           f"data.reference_energies={data / 'isolated_atoms_pbe_def2svp.xyz'}", f"optim.max_steps={args.steps}",
+           "data.reference_energies=pbe-def2svp", f"optim.max_steps={args.steps}",
            f"optim.patience={args.steps}", "device=cpu"]
     if pretrained:
         cmd.append(f"init={pretraining / f'qm9-{source}' / 'model.safetensors'}")
@@ -108,7 +108,7 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--data", default=str(REPO.parent / "shared/data/rmd17"))
+    parser.add_argument("--data", help="folder of the rMD17 split files (default $ANIDS_RMD17 or ../shared/data/rmd17)")
     parser.add_argument("--pretrained", default="runs", help="folder holding the qm9-KIND pretraining runs")
     parser.add_argument("--runs", default="runs/ablation")
     parser.add_argument("--out", default=str(RESULTS / "ablation_rmd17-50.json"))

@@ -65,7 +65,7 @@ def main():
             "parameters": sum(p.numel() for p in model.parameters()),
             "model": metadata["model"] | {"reference_energies": "see checkpoint"},
             "published_forces_mae_meV_per_A": ANCHORS.get((molecule, training["protocol"]), {}),
-            "train_command": f"anids-md train --config training/configs/{training['protocol']}.yaml name={run.name} "
+            "train_command": f"anids-md train --config {training['protocol']} name={run.name} "
                              f"optim.epochs={training['config']['optim']['epochs']} "
                              f"data.train={training['train_file']} data.test={test_file}",
         })

@@ -9,6 +9,19 @@ from pathlib import Path
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_RMD17 = Path(__file__).resolve().parents[2] / "shared" / "data" / "rmd17"
+
+
+def rmd17_dir(given: str | None = None) -> Path:
+    """The folder of the rMD17 split files: `given`, else $ANIDS_RMD17, else ../shared/data/rmd17;
+    a missing folder ends the script with a message saying where the data come from."""
+    path = Path(given or os.environ.get("ANIDS_RMD17") or DEFAULT_RMD17)
+    if not path.is_dir():
+        raise SystemExit(
+            f"rMD17 data not found at {path}. Pass --data DIR or set ANIDS_RMD17 to a folder of "
+            "rmd17_<molecule>_{train,test}_01.npz files: rMD17 (CC0) is on figshare, doi:10.6084/m9.figshare.12672038 "
+            "(see docs/benchmarks.md)")
+    return path
 
 
 def machine() -> dict:

@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from common import RESULTS, machine
+from common import RESULTS, machine, rmd17_dir
 
 from anids_md.data import read_rmd17
 from anids_md.validate import DFTLevel, MinimumComparison, as_json, compare_minima, dft_optimize, plot_comparison, summarize
@@ -25,7 +25,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pair", action="append", required=True, help="MOLECULE=CHECKPOINT")
     parser.add_argument("--frames", type=int, default=5)
-    parser.add_argument("--data", default=str(REPO.parent / "shared/data/rmd17"))
+    parser.add_argument("--data", help="folder of the rMD17 split files (default $ANIDS_RMD17 or ../shared/data/rmd17)")
     parser.add_argument("--cache", default=None, help="DFT cache folder (default ~/.cache/anids-md/dft)")
     parser.add_argument("--dft-only", action="store_true", help="only compute (and cache) the DFT minima")
     parser.add_argument("--out", default=str(RESULTS / "dft_minima.json"))
@@ -35,7 +35,7 @@ def main() -> None:
     results = {}
     for pair in args.pair:
         molecule, checkpoint = pair.split("=", 1)
-        starts = read_rmd17(Path(args.data) / f"rmd17_{molecule}_test_01.npz")[: args.frames]
+        starts = read_rmd17(rmd17_dir(args.data) / f"rmd17_{molecule}_test_01.npz")[: args.frames]
         if args.dft_only:
             for k, atoms in enumerate(starts):
                 r = dft_optimize(atoms, cache_dir=args.cache)

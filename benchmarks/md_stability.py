@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 from ase.build import molecule
-from common import RESULTS, machine
+from common import RESULTS, machine, rmd17_dir
 
 from anids_md import AniDSCalculator
 from anids_md.data import read_rmd17
@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--langevin-steps", type=int, default=200000)
     parser.add_argument("--langevin-dtype", default="float32")
     parser.add_argument("--skip", nargs="*", default=[], choices=["nve", "langevin"])
-    parser.add_argument("--data", default=str(REPO.parent / "shared/data/rmd17"))
+    parser.add_argument("--data", help="folder of the rMD17 split files (default $ANIDS_RMD17 or ../shared/data/rmd17)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(RESULTS / "md_stability.json"))
     args = parser.parse_args()
@@ -66,7 +66,7 @@ def main() -> None:
         for r in result["nve"]:
             print(f"NVE {r['dtype']}: drift {r['drift_meV_per_atom_per_ps']:+.4f} meV/atom/ps over {r['time_ps']} ps")
     if "langevin" not in args.skip:
-        result["langevin"] = langevin(args.langevin_model, Path(args.data), args.langevin_steps, args.langevin_dtype) | {"machine": machine()}
+        result["langevin"] = langevin(args.langevin_model, rmd17_dir(args.data), args.langevin_steps, args.langevin_dtype) | {"machine": machine()}
         r = result["langevin"]
         print(f"Langevin 500 K {r['time_ps']} ps: {'stable' if r['stable'] else 'UNSTABLE'}; bond ratios "
               f"{r['min_bond_ratio']:.3f}-{r['max_bond_ratio']:.3f}")

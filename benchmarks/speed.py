@@ -30,11 +30,11 @@ from anids_md import AniDSCalculator  # noqa: E402
 from anids_md.checkpoint import load_checkpoint  # noqa: E402
 from anids_md.data import collate, graph_from_atoms, read_rmd17  # noqa: E402
 from anids_md.train.losses import energy_force_loss  # noqa: E402
-from common import RESULTS, machine  # noqa: E402
+from common import RESULTS, machine, rmd17_dir  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PEER = REPO.parent / "shared" / "tools" / "peer_mace_speed.sh"
-RMD17 = REPO.parent / "shared" / "data" / "rmd17"
+RMD17 = rmd17_dir()
 
 
 def time_calculator(atoms, model, dtype, threads, calls=50):

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import RESULTS, machine
+from common import RESULTS, machine, rmd17_dir
 
 from anids_md.train import Trainer, load_config
 
@@ -22,21 +22,21 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def trainer(args, noise: str) -> Trainer:
-    data = Path(args.data)
+    data = rmd17_dir(args.data)
     overrides = [f"name=speed-{noise}", "output_dir=/tmp/anids-training-speed", f"noise={noise}", "device=cpu",
                  f"data.train={data / 'rmd17_aspirin_train_01.npz'}", "data.test=null", "data.protocol=rmd17-1000",
-                 f"data.reference_energies={data / 'isolated_atoms_pbe_def2svp.xyz'}", "optim.batch_size=8",
+                 "data.reference_energies=pbe-def2svp", "optim.batch_size=8",
                  "optim.epochs=1000"]
     if noise not in ("none", "fixed"):
         overrides.append(f"denoise.generator={args.generator}")
-    return Trainer(load_config(REPO / "training/configs/rmd17-50.yaml", overrides), progress=False)
+    return Trainer(load_config("rmd17-50", overrides), progress=False)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", default="runs/qm9-anisotropic/model.safetensors")
     parser.add_argument("--objectives", nargs="+", default=["none", "fixed", "anisotropic"])
-    parser.add_argument("--data", default=str(REPO.parent / "shared/data/rmd17"))
+    parser.add_argument("--data", help="folder of the rMD17 split files (default $ANIDS_RMD17 or ../shared/data/rmd17)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default=str(RESULTS / "training_speed.json"))

@@ -10,17 +10,16 @@ from anids_md import AniDSCalculator
 from anids_md.data import read_structures
 from anids_md.train import load_config, train
 
+# Runs from any directory: the data path is the user's, the recipe ships with the package, and the
+# run folder is runs/own-data-finetuned under the current directory.
+
 path = sys.argv[1]
 energy_unit = sys.argv[2] if len(sys.argv) > 2 else "eV"
-config = load_config("training/configs/rmd17-50.yaml", [
+config = load_config("own-data", [  # the packaged recipe: random split, least-squares reference energies
     "name=own-data-finetuned",
     "init=qm9-anids",  # backbone, denoising head and frozen noise generator from QM9 pretraining
     "noise=anisotropic",  # or fixed / isotropic / anisotropic-add / none
     f"data.train={path}",
-    "data.test=null",
-    "data.protocol=null",  # a seeded random split instead of an rMD17 protocol
-    "data.n_valid=10",
-    "data.reference_energies=null",  # per-element energies by least squares
     f"data.energy_unit={energy_unit}",
     "optim.epochs=200",
 ])

@@ -12,13 +12,12 @@ from anids_md.train import load_config, train
 
 path = sys.argv[1]
 energy_unit = sys.argv[2] if len(sys.argv) > 2 else "eV"
-config = load_config("training/configs/rmd17-50.yaml", [
+# The packaged recipe (random split, least-squares reference energies), so the script runs from
+# any directory; the command-line equivalent is
+#   anids-md train --config own-data data.train=frames.extxyz name=own-data
+config = load_config("own-data", [
     "name=own-data",
     f"data.train={path}",
-    "data.test=null",
-    "data.protocol=null",  # a seeded random split instead of an rMD17 protocol
-    "data.n_valid=10",
-    "data.reference_energies=null",  # per-element energies by least squares
     f"data.energy_unit={energy_unit}",
     "optim.epochs=200",
 ])

@@ -2,7 +2,6 @@ import json
 import sys
 
 import numpy as np
-
 import pytest
 from ase.build import molecule
 from ase.io import read, write

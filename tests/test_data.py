@@ -8,11 +8,13 @@ from anids_md.data import (
     collate,
     compute_statistics,
     fit_reference_energies,
+    from_pyg,
     graph_from_atoms,
     protocol_split,
     read_isolated_atom_energies,
     read_rmd17,
     read_structures,
+    to_pyg,
 )
 from anids_md.units import KCAL_PER_MOL_IN_EV
 
@@ -92,6 +94,19 @@ def test_collate_offsets_edges(ethanol):
     assert batch.n_structures == 2 and batch.n_atoms == 14
     assert torch.equal(batch.edge_index[:, a.edge_index.shape[1] :], b.edge_index + 9)
     assert batch.batch.tolist() == [0] * 9 + [1] * 5
+
+
+def test_graphs_travel_through_torch_geometric_loaders(tiny_model):
+    from torch_geometric.loader import DataLoader
+
+    frames = read_rmd17(ETHANOL, frames=slice(0, 6))
+    graphs = [graph_from_atoms(a, tiny_model.config.cutoff, with_labels=True) for a in frames]
+    (pyg_batch,) = DataLoader([to_pyg(g) for g in graphs], batch_size=6)
+    batch = from_pyg(pyg_batch)
+    assert batch.n_structures == 6 and torch.equal(batch.energy, collate(graphs).energy)
+    via_pyg, direct = tiny_model(batch), tiny_model(graphs[4])
+    assert float(via_pyg["energy"][4].detach()) == pytest.approx(float(direct["energy"][0].detach()), abs=1e-9)
+    torch.testing.assert_close(via_pyg["forces"][36:45], direct["forces"], atol=1e-9, rtol=0)
 
 
 def test_least_squares_reference_energies_recover_known_values():

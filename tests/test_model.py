@@ -1,5 +1,7 @@
 """Physics of the model: invariance, equivariance, forces as -dE/dX, smoothness at the cutoff."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -32,6 +34,22 @@ def test_rotation_translation_reflection(tiny_model, ethanol, seed):
     np.testing.assert_allclose(out["forces"], reference["forces"] @ rotation.T, atol=1e-10)
     np.testing.assert_allclose(out["vectors"], reference["vectors"] @ rotation.T, atol=1e-10)
     assert np.abs(reference["vectors"]).max() > 1e-3  # the vector head is not trivially zero
+
+
+def test_equivariance_by_e3nn(tiny_model, ethanol):
+    from e3nn.util.test import assert_equivariant
+
+    graph = graph_from_atoms(ethanol, tiny_model.config.cutoff)  # rotations keep the neighbour list
+    assert float(tiny_model(graph)["forces"].abs().max()) > 1e-2  # not trivially equivariant
+
+    def model(positions):
+        out = tiny_model(replace(graph, positions=positions))
+        return out["energy"], out["forces"], out["vectors"]
+
+    # Random rotations and the inversion; energy a scalar, forces and the vector head vectors.
+    errors = assert_equivariant(model, args_in=[graph.positions], irreps_in=["1o"], irreps_out=["0e", "1o", "1o"],
+                                tolerance=1e-9)
+    assert len(errors) == 2 and max(float(e.abs().max()) for e in errors.values()) < 1e-9  # (rotation, inversion) pairs
 
 
 def test_permutation(tiny_model, ethanol):

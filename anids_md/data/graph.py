@@ -102,21 +102,33 @@ def graph_from_atoms(atoms: Atoms, cutoff: float, with_labels: bool = False, edg
     )
 
 
+def to_pyg(graph: AtomicGraph, labels: bool = True):
+    """The graph as a torch_geometric `Data` (pos Å, z, edge_index, shifts Å, and energy eV,
+    forces eV/Å when `labels` and present), for use with PyG's datasets and loaders."""
+    from torch_geometric.data import Data
+
+    extra = {"energy": graph.energy, "forces": graph.forces} if labels and graph.energy is not None else {}
+    return Data(pos=graph.positions, z=graph.numbers, edge_index=graph.edge_index, shifts=graph.shifts,
+                num_nodes=graph.n_atoms, **extra)
+
+
+def from_pyg(batch) -> AtomicGraph:
+    """An AtomicGraph from a torch_geometric `Data` or `Batch` with the fields of `to_pyg`."""
+    n_structures = getattr(batch, "num_graphs", 1)
+    index = batch.batch if getattr(batch, "batch", None) is not None else batch.z.new_zeros(batch.num_nodes)
+    return AtomicGraph(positions=batch.pos, numbers=batch.z, edge_index=batch.edge_index, shifts=batch.shifts, batch=index,
+                       n_structures=n_structures, energy=getattr(batch, "energy", None), forces=getattr(batch, "forces", None))
+
+
 def collate(graphs: list[AtomicGraph]) -> AtomicGraph:
-    """Join graphs into one batch (edge indices offset, `batch` numbering the structures)."""
-    offsets = np.cumsum([0] + [g.n_atoms for g in graphs[:-1]])
-    device = graphs[0].positions.device
+    """Join graphs into one batch (edge indices offset, `batch` numbering the structures), with
+    torch_geometric's batching; labels are kept when every graph has them. Training on aspirin
+    measured 1-4 % slower than a hand-written join, in exchange for PyG interoperability
+    (benchmarks/pyg_batching.py)."""
+    from torch_geometric.data import Batch
+
     labelled = all(g.energy is not None for g in graphs)
-    return AtomicGraph(
-        positions=torch.cat([g.positions for g in graphs]),
-        numbers=torch.cat([g.numbers for g in graphs]),
-        edge_index=torch.cat([g.edge_index + int(o) for g, o in zip(graphs, offsets)], dim=1),
-        shifts=torch.cat([g.shifts for g in graphs]),
-        batch=torch.cat([torch.full((g.n_atoms,), k, dtype=torch.long, device=device) for k, g in enumerate(graphs)]),
-        n_structures=len(graphs),
-        energy=torch.cat([g.energy for g in graphs]) if labelled else None,
-        forces=torch.cat([g.forces for g in graphs]) if labelled else None,
-    )
+    return from_pyg(Batch.from_data_list([to_pyg(g, labels=labelled) for g in graphs]))
 
 
 def rebuild_edges(graph: AtomicGraph, cutoff: float) -> AtomicGraph:

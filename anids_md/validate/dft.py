@@ -167,7 +167,7 @@ def _quiet_geometric_log() -> Path:
     """A logging configuration that keeps geomeTRIC's step-by-step report off the terminal."""
     path = default_cache_dir().parent / "geometric-quiet.ini"
     if not path.exists():
-        write_text_atomically(path, 
+        write_text_atomically(path,
             "[loggers]\nkeys=root,geometric\n\n[handlers]\nkeys=null\n\n[formatters]\nkeys=\n\n"
             "[logger_root]\nlevel=WARNING\nhandlers=\n\n"
             "[logger_geometric]\nlevel=WARNING\nhandlers=null\nqualname=geometric\npropagate=0\n\n"

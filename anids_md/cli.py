@@ -126,12 +126,13 @@ def cmd_optimize(args) -> None:
 def cmd_md(args) -> None:
     from .calculator import AniDSCalculator
     from .simulate import run_md
+    from .units import FS_PER_PS
 
     (atoms,) = _read_frames(args.input, args.index, single=True)
     atoms.calc = AniDSCalculator(args.checkpoint, device=args.device, dtype=args.dtype)
     report = run_md(atoms, args.ensemble, args.temperature, args.timestep, args.steps, trajectory=args.output,
                     interval=args.interval, friction_per_fs=args.friction, seed=args.seed, progress=True)
-    print(f"{args.ensemble.upper()} {args.steps} steps of {args.timestep} fs ({args.steps * args.timestep / 1000:.3f} ps); wrote {args.output}")
+    print(f"{args.ensemble.upper()} {args.steps} steps of {args.timestep} fs ({args.steps * args.timestep / FS_PER_PS:.3f} ps); wrote {args.output}")
     print(f"mean temperature {report.mean_temperature_K:.1f} K")
     if args.ensemble == "nve":
         print(f"energy drift {report.drift_meV_per_atom_per_ps:+.4f} meV/atom/ps")

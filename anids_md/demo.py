@@ -12,6 +12,7 @@ from ase.build import molecule
 
 from .calculator import AniDSCalculator
 from .simulate import optimize, run_md
+from .units import FS_PER_PS
 from .validate import DFTLevel, compare_minima, plot_comparison
 
 logger = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ def run_demo(model: str = "rmd17-ethanol", steps: int = 2000, level: DFTLevel = 
     begin = time.perf_counter()
     report = run_md(atoms, "nve", temperature_K=300.0, timestep_fs=0.5, steps=steps, progress=True)
     wall = time.perf_counter() - begin
-    logger.info(f"NVE {steps} steps x 0.5 fs = {steps * 0.5 / 1000:.2f} ps in {wall:.1f} s ({steps / wall:.0f} steps/s): "
+    logger.info(f"NVE {steps} steps x 0.5 fs = {steps * 0.5 / FS_PER_PS:.2f} ps in {wall:.1f} s ({steps / wall:.0f} steps/s): "
           f"mean T {report.mean_temperature_K:.0f} K, drift {report.drift_meV_per_atom_per_ps:+.4f} meV/atom/ps, "
           f"{'all bonds stable' if report.stable else f'{len(report.unstable_bonds)} bonds UNSTABLE'}")
     return {"comparison": row, "md": report}

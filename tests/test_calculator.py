@@ -170,3 +170,24 @@ def test_nve_conserves_energy_with_shipped_model():
     fluctuation = np.ptp(report.total_energies_eV) * 1000 / len(atoms)
     assert fluctuation < 0.5  # meV/atom over 0.2 ps
     assert abs(report.drift_meV_per_atom_per_ps) < 0.1  # the target, meV/atom/ps (BENCHMARKS.md E)
+
+
+def test_finite_input_gives_numbers_or_a_named_error(checkpoint):
+    # Random molecules from crowded to far apart, and at coordinates far from the origin.
+    rng = np.random.default_rng(0)
+    calc = AniDSCalculator(checkpoint)
+    outcomes = {"numbers": 0, "refused": 0}
+    for k in range(120):
+        n = int(rng.integers(1, 12))
+        spread = float(10 ** rng.uniform(-0.5, 1.5))
+        atoms = Atoms(numbers=rng.choice([1, 6, 8], n), positions=rng.normal(0, spread, (n, 3)) + rng.choice([0, 1e4]))
+        atoms.calc = calc
+        try:
+            energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+        except ValueError as error:
+            assert "apart" in str(error)  # the only refusal these inputs may meet
+            outcomes["refused"] += 1
+            continue
+        assert np.isfinite(energy) and np.all(np.isfinite(forces))
+        outcomes["numbers"] += 1
+    assert outcomes["numbers"] > 50 and outcomes["refused"] > 5  # both paths were exercised

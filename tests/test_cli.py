@@ -1,4 +1,5 @@
 import json
+import os
 import sys
 
 import numpy as np
@@ -158,3 +159,15 @@ def test_demo_runs_with_shipped_model(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "RMSD between the ML and DFT minima" in printed and "meV/atom/ps" in printed and "all bonds stable" in printed
     assert plot.stat().st_size > 10_000
+
+
+def test_examples_run_from_any_directory(tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    write(tmp_path / "frames.extxyz", emt_frames(15))
+    script = Path(__file__).resolve().parents[1] / "examples" / "train_own_data.py"
+    done = subprocess.run([sys.executable, str(script), "frames.extxyz"], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "energy of the first frame" in done.stdout and (tmp_path / "runs" / "own-data" / "model.safetensors").exists()

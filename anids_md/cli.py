@@ -234,9 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
         return p
 
-    def add_device(p, dtype_default=None, dtype_help="float64 on CPU, float32 on GPU"):
+    def add_device(p, dtype_default=None):
         p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-        p.add_argument("--dtype", choices=["float32", "float64"], default=dtype_default, help=dtype_help if dtype_default is None else "floating-point precision")
+        p.add_argument("--dtype", choices=["float32", "float64"], default=dtype_default,
+                       help="floating-point precision" + ("" if dtype_default else " (default: float64 on CPU, float32 on GPU)"))
 
     for name, helptext, example in [("train", "train a force field from a YAML config", "rmd17-50, rmd17-1000, own-data"),
                                     ("pretrain", "denoising pretraining (QM9 or your structures); torchrun for several processes", "pretrain_qm9")]:

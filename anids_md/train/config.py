@@ -73,7 +73,7 @@ class TrainConfig:
     init: str | None = None  # checkpoint (or shipped name) whose weights start the training
     noise: str = "none"  # auxiliary denoising: none | fixed | isotropic | anisotropic | anisotropic-add
     # A run folder that already holds a run with other settings is refused unless one of these
-    # is set: resume continues it (keeping its saved settings), overwrite starts afresh.
+    # is set: resume continues it with the new settings (e.g. more epochs), overwrite starts afresh.
     resume: bool = False
     overwrite: bool = False
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -199,12 +199,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), kind=
     if path is not None:
         with open(resolve_config(path)) as handle:
             values = yaml.safe_load(handle) or {}
-    return config_from_dict(apply_overrides(values, list(overrides)), kind)
-
-
-def config_from_dict(values: dict, kind=TrainConfig, where: str = "config"):
-    """A `kind` config from a nested dict (as read from YAML), unknown keys refused."""
-    config = _build(kind, values, where)
+    values = apply_overrides(values, list(overrides))
+    config = _build(kind, values, "config")
     if config.model.reference_energies:
         config.model.reference_energies = {int(z): float(e) for z, e in config.model.reference_energies.items()}
     return config

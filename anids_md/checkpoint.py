@@ -5,7 +5,6 @@ a description of the training data). Loading never unpickles."""
 from __future__ import annotations
 
 import json
-from importlib import resources
 from pathlib import Path
 
 import torch
@@ -15,6 +14,7 @@ from safetensors.torch import load_file, save_file
 from .atomic import atomic_path
 from .nn import ForceField, ModelConfig
 from .nn.generator import GeneratorConfig, NoiseGenerator
+from .packaged import packaged_files, resolve_packaged
 
 FORMAT_VERSION = 2  # 2: may also hold a noise generator ("generator." weights, "generator" metadata)
 GENERATOR_PREFIX = "generator."
@@ -35,19 +35,12 @@ def package_version() -> str:
 
 def shipped_models() -> dict[str, Path]:
     """Names of the models installed with the package and their files."""
-    folder = resources.files("anids_md") / "models"
-    return {Path(p.name).stem: Path(str(p)) for p in folder.iterdir() if p.name.endswith(".safetensors")}
+    return packaged_files("models", ".safetensors")
 
 
 def resolve(checkpoint: str | Path) -> Path:
     """A path to an existing checkpoint file, or the file of a shipped model's name."""
-    path = Path(checkpoint)
-    if path.is_file():
-        return path
-    models = shipped_models()
-    if str(checkpoint) in models:
-        return models[str(checkpoint)]
-    raise FileNotFoundError(f"no checkpoint file {checkpoint!r} and no shipped model of that name; shipped models: {sorted(models)}")
+    return resolve_packaged(checkpoint, "models", ".safetensors", "checkpoint")
 
 
 def save_checkpoint(

@@ -46,7 +46,7 @@ def test_foreign_and_mismatched_files(tiny_model, tmp_path):
     save_file(load_file(str(path)), str(path), metadata={"anids_md": json.dumps(metadata)})
     with pytest.raises(CheckpointError, match="do not match"):
         load_checkpoint(path)
-    with pytest.raises(FileNotFoundError, match="shipped models"):
+    with pytest.raises(FileNotFoundError, match="none of that name ships with anids-md; shipped: .*rmd17-ethanol"):
         load_checkpoint(tmp_path / "nothing.safetensors")
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import zipfile
 import zlib
-from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
@@ -13,6 +12,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
+from ..packaged import resolve_packaged
 from ..units import KCAL_PER_MOL_IN_EV, energy_unit_factor
 
 
@@ -154,23 +154,16 @@ def labels_of(atoms: Atoms) -> tuple[float, np.ndarray]:
     return float(results["energy"]), np.asarray(results["forces"], dtype=np.float64)
 
 
-# Isolated-atom energies shipped with the package, by name (files in data/reference/).
-REFERENCE_ENERGY_SETS = {"pbe-def2svp": "isolated_atoms_pbe_def2svp.xyz"}  # H C N O, ORCA; the rMD17 level
-
-
 def reference_energies_file(name_or_path: str | Path) -> Path:
-    """The file of a shipped set of isolated-atom energies (e.g. "pbe-def2svp") or a path."""
-    if str(name_or_path) in REFERENCE_ENERGY_SETS:
-        return Path(str(resources.files("anids_md") / "data" / "reference" / REFERENCE_ENERGY_SETS[str(name_or_path)]))
-    return Path(name_or_path)
+    """A file of isolated-atom energies, or a set shipped in data/reference/ by name
+    ("pbe-def2svp": H, C, N, O at PBE/def2-SVP, ORCA, the rMD17 level)."""
+    return resolve_packaged(name_or_path, "data/reference", ".xyz", "isolated-atom energies")
 
 
 def read_isolated_atom_energies(name_or_path: str | Path) -> dict[int, float]:
     """Per-element isolated-atom energies (eV) from an extxyz file of single atoms, or a
-    shipped set by name (REFERENCE_ENERGY_SETS)."""
+    shipped set by name (see `reference_energies_file`)."""
     path = reference_energies_file(name_or_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no isolated-atom energies file {str(name_or_path)!r}; shipped sets: {sorted(REFERENCE_ENERGY_SETS)}")
     energies = {}
     for atoms in read_ase(path):
         if len(atoms) != 1:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import yaml
@@ -12,6 +11,7 @@ import yaml
 from ..nn import ModelConfig
 from ..nn.generator import GeneratorConfig
 from ..noise import NoiseConfig
+from ..packaged import resolve_packaged
 
 OBJECTIVES = ("none", "fixed", "isotropic", "anisotropic", "anisotropic-add")
 
@@ -175,29 +175,12 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
     return values
 
 
-def packaged_configs() -> dict[str, Path]:
-    """The recipes shipped with the package, by name (e.g. "rmd17-50")."""
-    folder = resources.files("anids_md") / "configs"
-    return {Path(p.name).stem: Path(str(p)) for p in folder.iterdir() if p.name.endswith(".yaml")}
-
-
-def resolve_config(name_or_path: str | Path) -> Path:
-    """A YAML file path, or the file of a packaged recipe's name."""
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    configs = packaged_configs()
-    if str(name_or_path) in configs:
-        return configs[str(name_or_path)]
-    raise FileNotFoundError(f"no config file {str(name_or_path)!r} and no packaged recipe of that name; packaged: {sorted(configs)}")
-
-
 def load_config(path: str | Path | None = None, overrides: list[str] = (), kind=TrainConfig):
     """A `kind` config (TrainConfig or PretrainConfig) from a YAML file or packaged recipe name
     (optional) and command-line overrides."""
     values = {}
     if path is not None:
-        with open(resolve_config(path)) as handle:
+        with open(resolve_packaged(path, "configs", ".yaml", "config")) as handle:
             values = yaml.safe_load(handle) or {}
     values = apply_overrides(values, list(overrides))
     config = _build(kind, values, "config")

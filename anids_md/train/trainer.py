@@ -17,7 +17,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..atomic import write_text_atomically
-from ..checkpoint import load_checkpoint, resolve, save_checkpoint
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import resolve as resolve_checkpoint
 from ..data import (
     collate,
     compute_statistics,
@@ -52,14 +53,14 @@ def check_inputs(config: TrainConfig) -> None:
     missing = [f"data.train={d.train}"] if not Path(d.train).is_file() else []
     if d.test and not Path(d.test).is_file():
         missing.append(f"data.test={d.test}")
-    if d.reference_energies and not reference_energies_file(d.reference_energies).is_file():
-        missing.append(f"data.reference_energies={d.reference_energies}")
-    for key, checkpoint in (("init", config.init), ("denoise.generator", config.denoise.generator)):
-        if checkpoint:
+    for key, value, resolve in (("data.reference_energies", d.reference_energies, reference_energies_file),
+                                ("init", config.init, resolve_checkpoint),
+                                ("denoise.generator", config.denoise.generator, resolve_checkpoint)):
+        if value:
             try:
-                resolve(checkpoint)
+                resolve(value)
             except FileNotFoundError:
-                missing.append(f"{key}={checkpoint}")
+                missing.append(f"{key}={value}")
     if missing:
         raise FileNotFoundError(f"missing input files: {', '.join(missing)}")
 

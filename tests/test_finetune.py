@@ -35,14 +35,18 @@ def test_pretrained_weights_load_and_covariances_are_cached_frozen(tmp_path, fra
     generator, settings = load_generator(path)
     noise = NoiseConfig(**settings)
     graph = trainer.train_graphs[3].to(dtype=torch.float32)
-    expected = structure_covariances(noise, graph, generator).matrices.double()
+    expected = structure_covariances(noise, graph, generator).matrices.double().detach()
     cached = trainer.denoising.covariances[3]
-    assert not cached.requires_grad and torch.allclose(cached, expected, atol=1e-6)
-    assert 0.01 < trainer.denoising.mean_noise_scale() < 1.0
+    # ... rescaled by one factor for all frames, so the mean scale √(tr Σ/3) is denoise.sigma
+    factor = float(cached[0, 0, 0] / expected[0, 0, 0])
+    assert not cached.requires_grad and torch.allclose(cached, factor * expected, rtol=1e-5, atol=1e-9)
+    other = structure_covariances(noise, trainer.train_graphs[5].to(dtype=torch.float32), generator).matrices.double().detach()
+    assert torch.allclose(trainer.denoising.covariances[5], factor * other, rtol=1e-5, atol=1e-9)
+    assert trainer.denoising.mean_noise_scale() == pytest.approx(0.05, rel=1e-9)
 
 
 def test_no_corrupted_atoms_gives_plain_loss_and_zero_denoising(tmp_path, frames_file, pretrained):  # noqa: F811
-    trainer = finetune(tmp_path, frames_file, pretrained, "noise=anisotropic", "denoise.probability=0", "optim.epochs=1")
+    trainer = finetune(tmp_path, frames_file, pretrained, "noise=anisotropic", "denoise.probability=1e-12", "optim.epochs=1")
     batch = collate(trainer.train_graphs[:4]).to(dtype=torch.float32)
     losses = trainer.denoising.loss(trainer.model, batch, [0, 1, 2, 3], 0.0, 1.0, 10.0, np.random.default_rng(0))
     plain = energy_force_loss(trainer.model, batch, 1.0, 10.0)
@@ -63,12 +67,53 @@ def test_corrupted_atoms_get_denoising_and_no_force_loss(tmp_path, frames_file, 
     assert float(at_end["loss"].detach()) == pytest.approx(float(at_end["energy"]), rel=1e-5)  # λ_denoise has decayed to 0
 
 
-def test_corrupted_structures_can_skip_their_labels(tmp_path, frames_file, pretrained):  # noqa: F811
-    trainer = finetune(tmp_path, frames_file, pretrained, "noise=fixed", "denoise.probability=1", "denoise.atom_ratio=0.5",
-                       "denoise.label_corrupted=false", "optim.epochs=1")
+@pytest.mark.parametrize("form", ["mse", "dens"])
+def test_separate_mode_supervises_the_clean_batch_exactly_as_plain_training(tmp_path, frames_file, pretrained, form):  # noqa: F811
+    trainer = finetune(tmp_path, frames_file, pretrained, "noise=anisotropic", "denoise.mode=separate", f"optim.loss={form}",
+                       "denoise.probability=1", "denoise.atom_ratio=0.5", "optim.epochs=1")
     batch = collate(trainer.train_graphs[:4]).to(dtype=torch.float32)
-    losses = trainer.denoising.loss(trainer.model, batch, [0, 1, 2, 3], 0.0, 1.0, 10.0, np.random.default_rng(0))
-    assert float(losses["energy"]) == 0.0 and float(losses["forces"]) == 0.0 and float(losses["denoise"]) > 0
+
+    def gradients(losses):
+        trainer.model.zero_grad()
+        losses["loss"].backward()
+        return [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]
+
+    plain = energy_force_loss(trainer.model, batch, 1.0, 10.0, form)
+    expected = gradients(plain)
+    at_end = trainer.denoising.loss(trainer.model, batch, [0, 1, 2, 3], 1.0, 1.0, 10.0, np.random.default_rng(0))  # λ = 0
+    assert float(at_end["denoise"]) > 0 and float(at_end["forces"]) == pytest.approx(float(plain["forces"]), rel=1e-6)
+    for got, want in zip(gradients(at_end), expected):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+    early = trainer.denoising.loss(trainer.model, batch, [0, 1, 2, 3], 0.0, 1.0, 10.0, np.random.default_rng(0))
+    gradients(early)
+    assert float(trainer.denoising.force_encoding.weight.grad.abs().sum()) > 0  # the noisy pass trains too
+
+
+def test_loss_forms_equal_their_closed_forms():
+    from anids_md.train.losses import scalar_error, vector_error
+
+    e = torch.tensor([0.3, -1.2, 0.5])
+    v = torch.tensor([[3.0, 4.0, 0.0], [0.0, -1.0, 0.0]])
+    assert float(scalar_error(e, "mse")) == pytest.approx((0.09 + 1.44 + 0.25) / 3)
+    assert float(scalar_error(e, "dens")) == pytest.approx((0.3 + 1.2 + 0.5) / 3)
+    assert float(vector_error(v, "mse")) == pytest.approx((9 + 16 + 1) / 6)  # per component
+    assert float(vector_error(v, "dens")) == pytest.approx((5 + 1) / 2)  # L2MAE: mean per-atom norm
+    assert float(vector_error(v[:0], "dens")) == 0.0 and float(vector_error(v[:0], "mse")) == 0.0
+    zero = torch.zeros(2, 3, requires_grad=True)
+    vector_error(zero, "dens").backward()
+    assert torch.all(torch.isfinite(zero.grad))  # no NaN gradient at a perfect fit
+
+
+@pytest.mark.parametrize("override, message", [
+    ("denoise.sigma=0", "denoise.sigma must be positive"), ("denoise.probability=1.5", "denoise.probability must be in"),
+    ("denoise.atom_ratio=0", "denoise.atom_ratio must be in"), ("denoise.mode=both", "denoise.mode must be"),
+    ("optim.loss=l1", "optim.loss must be"),
+])
+def test_bad_denoising_settings_are_named(override, message):
+    from anids_md.train import load_config
+
+    with pytest.raises(ValueError, match=message):
+        load_config("rmd17-50", [override])
 
 
 def test_force_encoding_is_equivariant(tiny_model, ethanol):

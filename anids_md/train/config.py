@@ -43,23 +43,41 @@ class OptimConfig:
     weight_decay: float = 0.0
     energy_weight: float = 1.0  # on (ΔE / force_scale)^2 per structure
     forces_weight: float = 10.0  # on (ΔF / force_scale)^2 per component
+    loss: str = "mse"  # mse | dens (energy L1, forces and denoising L2MAE; see train/losses.py)
     ema_decay: float = 0.99
     grad_clip: float = 10.0
     patience: int = 100  # epochs without validation improvement before stopping
 
+    def __post_init__(self):
+        if self.loss not in ("mse", "dens"):
+            raise ValueError(f"optim.loss must be 'mse' or 'dens', got {self.loss!r}")
+
 
 @dataclass
 class DenoiseConfig:
-    """Auxiliary denoising during energy+force training (METHOD.md §3.2)."""
+    """Auxiliary denoising during energy+force training (docs/method.md)."""
 
     probability: float = 0.25  # p: share of structures that are corrupted
     atom_ratio: float = 0.25  # r: share of atoms corrupted in such a structure
     weight: float = 5.0  # λ_denoise at the start; decays linearly to 0 at the last step
-    sigma: float = 0.05  # Å, the `fixed` model's noise
-    # METHOD.md: a corrupted structure still fits its original energy and, on its other atoms,
-    # the original forces. false: corrupted structures give only the denoising loss.
-    label_corrupted: bool = True
+    # Å: the mean noise scale √(tr Σ_i / 3) over the training atoms. `fixed` noise is σ·I; a learned
+    # generator keeps its per-atom shape (anisotropy, relative scales) and is rescaled to this mean.
+    sigma: float = 0.05
+    # dens: one pass, as DeNS/AniDS: energy on every structure, forces on uncorrupted atoms, and the
+    # denoising target on corrupted ones. separate: as Frad/SliDe: the clean batch is supervised as
+    # in plain training, and a second, noisy pass trains only through the denoising loss.
+    mode: str = "dens"
     generator: str | None = None  # checkpoint holding the frozen generator (default: `init`)
+
+    def __post_init__(self):
+        for name in ("probability", "atom_ratio"):
+            value = getattr(self, name)
+            if not 0 < value <= 1:
+                raise ValueError(f"denoise.{name} must be in (0, 1], got {value}")
+        if not self.sigma > 0:
+            raise ValueError(f"denoise.sigma must be positive (Å), got {self.sigma}")
+        if self.mode not in ("dens", "separate"):
+            raise ValueError(f"denoise.mode must be 'dens' or 'separate', got {self.mode!r}")
 
 
 @dataclass

@@ -1,7 +1,9 @@
-"""Energy + force training with auxiliary denoising (METHOD.md §3.2): in a share p of the
-structures, a share r of the atoms is displaced by the frozen noise model; those atoms get force
-encoding and a denoising target, the energy target stays the original structure's, and forces are
-supervised on the other atoms. λ_denoise decays linearly to 0."""
+"""Energy + force training with auxiliary denoising (docs/method.md): in a share p of the
+structures, a share r of the atoms is displaced by the frozen noise model, scaled to a mean of
+σ; those atoms get force encoding and a denoising target. `dens` mode fits everything in one
+pass (the energy target stays the original structure's, forces are fitted on the other atoms);
+`separate` mode fits the clean batch as plain training does and the noisy copy only through the
+denoising loss. λ_denoise decays linearly to 0."""
 
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ from torch import nn
 from ..checkpoint import load_generator
 from ..data import AtomicGraph, rebuild_edges
 from ..nn import ForceField
-from ..noise import Covariances, ForceEncoding, NoiseConfig, corrupt, masked_mean, structure_covariances
+from ..noise import Covariances, ForceEncoding, NoiseConfig, corrupt, structure_covariances
 from .config import TrainConfig
+from .losses import energy_force_loss, scalar_error, vector_error
 
 
 class AuxiliaryDenoising(nn.Module):
@@ -23,11 +26,10 @@ class AuxiliaryDenoising(nn.Module):
     def __init__(self, config: TrainConfig, model: ForceField, train_graphs: list[AtomicGraph]):
         super().__init__()
         d = config.denoise
-        self.probability, self.atom_ratio, self.weight = d.probability, d.atom_ratio, d.weight
-        self.label_corrupted = d.label_corrupted
+        self.probability, self.atom_ratio, self.weight, self.mode = d.probability, d.atom_ratio, d.weight, d.mode
+        self.form = config.optim.loss
         self.cutoff = model.config.cutoff
         generator = None
-        sigma_prior = NoiseConfig.sigma_prior
         if config.noise != "fixed":
             source = d.generator or config.init
             if source is None:
@@ -35,9 +37,13 @@ class AuxiliaryDenoising(nn.Module):
             generator, settings = load_generator(source, device=train_graphs[0].positions.device)
             if settings.get("kind") != config.noise:
                 raise ValueError(f"the generator in {source} was pretrained with {settings.get('kind')!r} noise, not {config.noise!r}")
-            sigma_prior = settings["sigma_prior"]
-        self.noise = NoiseConfig(kind=config.noise, sigma=d.sigma, sigma_prior=sigma_prior)
+        # The prior width only normalises the targets here (no KL in fine-tuning): with σ_p = σ they
+        # have unit scale, as with fixed noise.
+        self.noise = NoiseConfig(kind=config.noise, sigma=d.sigma, sigma_prior=d.sigma)
         self.covariances = [self._covariance(g, generator) for g in train_graphs]
+        if generator is not None:  # keep the learned shape, move the mean scale to σ
+            factor = (d.sigma / self.mean_noise_scale()) ** 2
+            self.covariances = [c * factor for c in self.covariances]
         self.force_encoding = ForceEncoding(model.config.channels, model.config.lmax)
 
     @torch.no_grad()
@@ -62,21 +68,28 @@ class AuxiliaryDenoising(nn.Module):
         mask = torch.from_numpy(picked).to(batch.positions.device)
         atoms = torch.nonzero(mask).squeeze(-1)
         scale = model.config.force_scale
-        graph, node_features, target = batch, None, None
-        if len(atoms):
-            cov = torch.cat([self.covariances[i] for i in indices])
-            corruption = corrupt(self.noise, batch, Covariances(cov, None), atoms, self.cutoff, noise_rng)
-            graph, target = corruption.graph, corruption.target
-            node_features = self.force_encoding(batch.forces / scale, mask)
-        out = model(graph, compute_forces=True, training=True, node_features=node_features)
-        labelled_structures = torch.ones(batch.n_structures, dtype=torch.bool, device=mask.device)
-        if not self.label_corrupted:
-            labelled_structures[batch.batch[atoms]] = False
-        labelled_atoms = ~mask & labelled_structures[batch.batch]
-        energy_error = ((out["energy"] - batch.energy) / scale).to(out["forces"].dtype)[labelled_structures]
-        energy_loss = masked_mean(energy_error.pow(2))
-        forces_loss = masked_mean(((out["forces"] - batch.forces)[labelled_atoms] / scale).pow(2)) / 3.0
-        denoise = masked_mean((out["vectors"][atoms] - target).pow(2)) if target is not None else energy_loss.new_zeros(())
         weight = self.weight * max(0.0, 1.0 - progress)
+        if self.mode == "separate":
+            losses = energy_force_loss(model, batch, energy_weight, forces_weight, self.form)
+            denoise = losses["loss"].new_zeros(())
+            if len(atoms):
+                graph, target, features = self._corrupt(batch, indices, atoms, mask, scale, noise_rng)
+                vectors = model(graph, compute_forces=False, node_features=features)["vectors"]
+                denoise = vector_error(vectors[atoms] - target, self.form)
+            return {**losses, "loss": losses["loss"] + weight * denoise, "denoise": denoise.detach()}
+        graph, target, features = batch, None, None
+        if len(atoms):
+            graph, target, features = self._corrupt(batch, indices, atoms, mask, scale, noise_rng)
+        out = model(graph, compute_forces=True, training=True, node_features=features)
+        energy_loss = scalar_error(((out["energy"] - batch.energy) / scale).to(out["forces"].dtype), self.form)
+        forces_loss = vector_error((out["forces"] - batch.forces)[~mask] / scale, self.form)
+        denoise = vector_error(out["vectors"][atoms] - target, self.form) if target is not None else energy_loss.new_zeros(())
         total = energy_weight * energy_loss + forces_weight * forces_loss + weight * denoise
         return {"loss": total, "energy": energy_loss.detach(), "forces": forces_loss.detach(), "denoise": denoise.detach()}
+
+    def _corrupt(self, batch: AtomicGraph, indices, atoms: torch.Tensor, mask: torch.Tensor, scale: float, noise_rng):
+        """The batch (of training structures `indices`) with `atoms` displaced, their denoising
+        targets, and the force encoding."""
+        cov = torch.cat([self.covariances[i] for i in indices])
+        corruption = corrupt(self.noise, batch, Covariances(cov, None), atoms, self.cutoff, noise_rng)
+        return corruption.graph, corruption.target, self.force_encoding(batch.forces / scale, mask)

@@ -1,18 +1,39 @@
-"""Training objectives. Errors are divided by the training set's force RMS (eV/Å) before
-squaring, so the loss weights do not depend on the units of the data."""
+"""Loss forms, in one place. Errors are divided by the training set's force RMS (eV/Å) first, so
+the weights do not depend on the units of the data.
+
+`mse`: squared errors: energies per structure, vectors (forces, denoising targets) per Cartesian
+component. `dens` (the DeNS and AniDS codes): absolute energy errors, and for vectors the mean over
+atoms of the Euclidean norm of the error (L2MAE); robust, so a few badly labelled atoms cannot
+dominate the loss."""
 
 from __future__ import annotations
 
+import torch
+
 from ..data import AtomicGraph
 from ..nn import ForceField
+from ..noise import masked_mean
+
+LOSS_FORMS = ("mse", "dens")
 
 
-def energy_force_loss(model: ForceField, batch: AtomicGraph, energy_weight: float, forces_weight: float) -> dict:
-    """Weighted MSE of energies (per structure) and forces (per component)."""
+def scalar_error(error: torch.Tensor, form: str) -> torch.Tensor:
+    """Mean of error² (mse) or |error| (dens) over the entries of `error`; 0 when there are none."""
+    return masked_mean(error.pow(2) if form == "mse" else error.abs())
+
+
+def vector_error(error: torch.Tensor, form: str) -> torch.Tensor:
+    """(M, 3) errors: mean squared component (mse) or mean Euclidean norm (dens); 0 when M = 0."""
+    if form == "mse":
+        return masked_mean(error.pow(2)) / 3.0
+    return masked_mean(torch.linalg.vector_norm(error, dim=-1))
+
+
+def energy_force_loss(model: ForceField, batch: AtomicGraph, energy_weight: float, forces_weight: float, form: str = "mse") -> dict:
+    """Weighted energy (per structure) and force errors of a clean batch."""
     out = model(batch, compute_forces=True, training=True)
     scale = model.config.force_scale
-    energy_error = ((out["energy"] - batch.energy) / scale).to(out["forces"].dtype)
-    energy_loss = energy_error.pow(2).mean()
-    forces_loss = ((out["forces"] - batch.forces) / scale).pow(2).mean()
+    energy_loss = scalar_error(((out["energy"] - batch.energy) / scale).to(out["forces"].dtype), form)
+    forces_loss = vector_error((out["forces"] - batch.forces) / scale, form)
     total = energy_weight * energy_loss + forces_weight * forces_loss
     return {"loss": total, "energy": energy_loss.detach(), "forces": forces_loss.detach()}

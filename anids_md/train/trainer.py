@@ -180,7 +180,7 @@ class Trainer:
             batch = collate([self.train_graphs[i] for i in indices]).to(dtype=self.dtype)
             self.set_learning_rate(step)
             if self.denoising is None:
-                losses = energy_force_loss(self.model, batch, o.energy_weight, o.forces_weight)
+                losses = energy_force_loss(self.model, batch, o.energy_weight, o.forces_weight, o.loss)
                 losses["denoise"] = losses["loss"].new_zeros(())
             else:
                 # Random streams seeded by the step, so a resumed run draws what it would have drawn.

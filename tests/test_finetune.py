@@ -45,8 +45,10 @@ def test_pretrained_weights_load_and_covariances_are_cached_frozen(tmp_path, fra
     assert trainer.denoising.mean_noise_scale() == pytest.approx(0.05, rel=1e-9)
 
 
-def test_no_corrupted_atoms_gives_plain_loss_and_zero_denoising(tmp_path, frames_file, pretrained):  # noqa: F811
-    trainer = finetune(tmp_path, frames_file, pretrained, "noise=anisotropic", "denoise.probability=1e-12", "optim.epochs=1")
+@pytest.mark.parametrize("mode", ["dens", "separate"])
+def test_no_corrupted_atoms_gives_plain_loss_and_zero_denoising(tmp_path, frames_file, pretrained, mode):  # noqa: F811
+    trainer = finetune(tmp_path, frames_file, pretrained, "noise=anisotropic", "denoise.probability=1e-12", f"denoise.mode={mode}",
+                       "optim.epochs=1")
     batch = collate(trainer.train_graphs[:4]).to(dtype=torch.float32)
     losses = trainer.denoising.loss(trainer.model, batch, [0, 1, 2, 3], 0.0, 1.0, 10.0, np.random.default_rng(0))
     plain = energy_force_loss(trainer.model, batch, 1.0, 10.0)
@@ -56,7 +58,7 @@ def test_no_corrupted_atoms_gives_plain_loss_and_zero_denoising(tmp_path, frames
 
 def test_corrupted_atoms_get_denoising_and_no_force_loss(tmp_path, frames_file, pretrained):  # noqa: F811
     trainer = finetune(tmp_path, frames_file, pretrained, "noise=fixed", "denoise.probability=1", "denoise.atom_ratio=1",
-                       "optim.epochs=1")
+                       "denoise.mode=dens", "optim.epochs=1")
     batch = collate(trainer.train_graphs[:4]).to(dtype=torch.float32)
     losses = trainer.denoising.loss(trainer.model, batch, [0, 1, 2, 3], 0.5, 1.0, 10.0, np.random.default_rng(0))
     assert float(losses["forces"]) == 0.0 and float(losses["denoise"]) > 0  # every atom corrupted

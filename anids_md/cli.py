@@ -43,13 +43,59 @@ def cmd_noise(args) -> None:
         angle = report.stiff_axis_bond_angle_deg[i]
         angle = "—" if angle != angle else f"{angle:.1f}°"  # NaN: no single stiffest axis
         print(f"{symbol + str(i):>6} {l1:9.5f} {l2:9.5f} {l3:9.5f} {report.noise_scale[i]:11.4f} {angle:>7}")
+    result = {"checkpoint": str(args.checkpoint), "input": str(args.input), **report.to_dict()}
+    if args.check or args.landscape:
+        result.update(_check_noise(args, report))
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"checkpoint": str(args.checkpoint), "input": str(args.input), **report.to_dict()}, handle, indent=2)
+            json.dump(result, handle, indent=2)
         print(f"wrote {args.json}")
     if args.plot:
         plot_noise(report, args.plot)
         print(f"wrote {args.plot}")
+
+
+def _check_noise(args, report) -> dict:
+    """The physics check of `anids-md noise --check/--landscape`: energy curvature along each
+    atom's noise axes, with the force field `--model` (and DFT with `--dft`)."""
+    from pathlib import Path
+
+    from .calculator import AniDSCalculator
+    from .validate import dft_single_point
+    from .validate.noise_check import check_noise, noise_landscape, plot_check
+
+    if not args.model:
+        raise ValueError("--check and --landscape need --model: the force field (checkpoint or shipped name) that gives the energies")
+    calc = AniDSCalculator(args.model, dtype="float64")
+
+    def model_energy(atoms):
+        atoms = atoms.copy()
+        atoms.calc = calc
+        return atoms.get_potential_energy()
+
+    result, checks = {}, []
+    if args.check:
+        checks.append(check_noise(report, model_energy, args.displacement, f"force field {args.model}"))
+        if args.dft:
+            level = _level(args)
+            checks.append(check_noise(report, lambda a: dft_single_point(a, level, cache_dir=args.cache).energy_eV, args.displacement,
+                                      f"DFT {level.label()}"))
+        result["check"] = checks[0].to_dict()
+        if args.dft:
+            result["check_dft"] = checks[1].to_dict()
+        for check in checks:
+            print(f"{check.method}: stiffest axis curved more than the softest for {100 * check.fraction_stiff_above_soft:.0f} % "
+                  f"of atoms; Spearman(1/λ, curvature) {check.spearman:.2f}")
+    landscape = noise_landscape(report, model_energy) if args.landscape else None
+    if landscape:
+        result["landscape"] = landscape
+    if args.plot:
+        path = Path(args.plot)
+        out = path.with_name(path.stem + "_check" + path.suffix)
+        plot_check(checks[0] if checks else check_noise(report, model_energy, args.displacement, f"force field {args.model}"),
+                   report, out, landscape)
+        print(f"wrote {out}")
+    return result
 
 
 def _print_metrics(title: str, m: dict) -> None:
@@ -239,6 +285,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dtype", choices=["float32", "float64"], default=dtype_default,
                        help="floating-point precision" + ("" if dtype_default else " (default: float64 on CPU, float32 on GPU)"))
 
+    def add_level(p):
+        p.add_argument("--xc", default="PBE", help="exchange-correlation functional (PySCF name)")
+        p.add_argument("--basis", default="def2-SVP", help="basis set (PySCF name)")
+        p.add_argument("--dispersion", choices=["d3bj"], default=None, help="dispersion correction (needs pyscf-dispersion)")
+        p.add_argument("--charge", type=int, default=0, help="total charge")
+        p.add_argument("--spin", type=int, default=0, help="2S, the number of unpaired electrons (UKS when > 0)")
+        p.add_argument("--grid", type=int, default=3, help="PySCF grid level")
+        p.add_argument("--no-density-fit", action="store_true", help="exact Coulomb instead of RI-J")
+        p.add_argument("--cache", help="folder of cached DFT results (default ~/.cache/anids-md/dft or $ANIDS_MD_CACHE)")
+
     for name, helptext, example in [("train", "train a force field from a YAML config", "rmd17-50, rmd17-1000, own-data"),
                                     ("pretrain", "denoising pretraining (QM9 or your structures); torchrun for several processes", "pretrain_qm9")]:
         p = command(name, helptext, cmd_train if name == "train" else cmd_pretrain)
@@ -251,8 +307,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("noise", "per-atom noise covariances of a pretrained generator for a structure", cmd_noise)
     p.add_argument("checkpoint", help="pretrained checkpoint (or shipped name, e.g. qm9-anids)")
     p.add_argument("input", help="structure file ASE reads (one structure)")
-    p.add_argument("--json", help="write symbols, positions, covariance (N×3×3, Å²), eigen-decomposition")
-    p.add_argument("--plot", help="PNG of the molecule with one ellipsoid per atom")
+    p.add_argument("--json", help="write symbols, positions, covariance (N×3×3, Å²), eigen-decomposition (and the check)")
+    p.add_argument("--plot", help="PNG of the molecule with one ellipsoid per atom (and P_check.png with --check)")
+    p.add_argument("--check", action="store_true", help="energy curvature along each atom's noise axes: is stiff stiffer than soft?")
+    p.add_argument("--landscape", action="store_true", help="energy on a grid along the two leading noise directions")
+    p.add_argument("--model", help="force field giving the energies for --check/--landscape (checkpoint or shipped name)")
+    p.add_argument("--dft", action="store_true", help="also check with PySCF single points (cached; slow beyond small molecules)")
+    p.add_argument("--displacement", type=float, default=0.02, help="Å, along each axis for --check")
+    add_level(p)
 
     p = command("evaluate", "energy and force errors of a checkpoint on labelled data", cmd_evaluate)
     p.add_argument("checkpoint", help="checkpoint file or shipped model name")
@@ -285,16 +347,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=int, default=10, help="steps between recorded frames")
     p.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial velocities and Langevin noise")
-
-    def add_level(p):
-        p.add_argument("--xc", default="PBE", help="exchange-correlation functional (PySCF name)")
-        p.add_argument("--basis", default="def2-SVP", help="basis set (PySCF name)")
-        p.add_argument("--dispersion", choices=["d3bj"], default=None, help="dispersion correction (needs pyscf-dispersion)")
-        p.add_argument("--charge", type=int, default=0, help="total charge")
-        p.add_argument("--spin", type=int, default=0, help="2S, the number of unpaired electrons (UKS when > 0)")
-        p.add_argument("--grid", type=int, default=3, help="PySCF grid level")
-        p.add_argument("--no-density-fit", action="store_true", help="exact Coulomb instead of RI-J")
-        p.add_argument("--cache", help="folder of cached DFT results (default ~/.cache/anids-md/dft or $ANIDS_MD_CACHE)")
 
     p = command("dft-optimize", "PySCF + geomeTRIC reference optimisation (cached; PySCF uses all cores)", cmd_dft_optimize, threads=False)
     p.add_argument("input", help="structure file ASE reads (one structure)")

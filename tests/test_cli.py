@@ -171,3 +171,22 @@ def test_examples_run_from_any_directory(tmp_path):
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "energy of the first frame" in done.stdout and (tmp_path / "runs" / "own-data" / "model.safetensors").exists()
+
+
+def test_noise_check_with_model_and_dft(tmp_path, capsys):
+    water = tmp_path / "water.xyz"
+    write(water, molecule("H2O"))
+    out = tmp_path / "check.json"
+    code, _ = run_cli(capsys, "noise", "qm9-anids", str(water), "--check", "--landscape", "--model", "rmd17-ethanol", "--dft",
+                      "--basis", "sto-3g", "--no-density-fit", "--cache", str(tmp_path / "dft"), "--json", str(out),
+                      "--plot", str(tmp_path / "noise.png"))
+    assert code == 0
+    result = json.loads(out.read_text())
+    for check in (result["check"], result["check_dft"]):
+        assert set(check) >= {"fraction_stiff_above_soft", "spearman", "curvature_eV_per_A2", "method"}
+        assert 0 <= check["fraction_stiff_above_soft"] <= 1 and -1 <= check["spearman"] <= 1
+        assert np.array(check["curvature_eV_per_A2"]).shape == (3, 3)
+    assert np.array(result["landscape"]["energy_eV"]).shape == (21, 21)
+    assert (tmp_path / "noise_check.png").stat().st_size > 10_000
+    code, err = run_cli(capsys, "noise", "qm9-anids", str(water), "--check")
+    assert code == 1 and "--check and --landscape need --model" in err

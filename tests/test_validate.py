@@ -107,3 +107,26 @@ def test_d3bj_dispersion_lowers_the_energy_slightly(tmp_path):
     plain = dft_single_point(water(), SMALL, cache_dir=tmp_path).energy_eV
     d3 = dft_single_point(water(), DFTLevel(xc="PBE", basis="sto-3g", dispersion="d3bj"), cache_dir=tmp_path).energy_eV
     assert -0.1 < d3 - plain < 0.0  # eV: attractive and small for one water molecule
+
+
+def test_noise_check_recovers_a_known_harmonic_surface():
+    from anids_md.noise.analysis import NoiseReport
+    from anids_md.validate.noise_check import check_noise, spearman
+
+    rng = np.random.default_rng(3)
+    atoms = molecule("CH3CH2OH")
+    n = len(atoms)
+    axes = np.stack([Rotation.random(random_state=k).as_matrix() for k in range(n)])  # columns: principal axes
+    eigenvalues = np.sort(rng.uniform(1e-3, 1e-2, (n, 3)), axis=1)
+    report = NoiseReport(atoms.get_chemical_symbols(), atoms.numbers, atoms.positions.copy(),
+                         np.einsum("nik,nk,njk->nij", axes, eigenvalues, axes), eigenvalues, axes, np.zeros(n, int), np.zeros(n), "test")
+
+    def harmonic(moved):  # stiffness 1/λ along each noise axis: curvature = 1/λ exactly
+        d = np.einsum("nik,ni->nk", axes, moved.positions - atoms.positions)
+        return 0.5 * float(np.sum(d**2 / eigenvalues))
+
+    check = check_noise(report, harmonic, displacement=0.01)
+    np.testing.assert_allclose(check.curvature_eV_per_A2, 1 / eigenvalues, rtol=1e-9)
+    assert check.fraction_stiff_above_soft == 1.0 and check.spearman == pytest.approx(1.0)
+    flipped = check_noise(report, lambda m: -harmonic(m), displacement=0.01)  # a surface against the noise
+    assert flipped.fraction_stiff_above_soft == 0.0 and spearman(np.arange(5.0), -np.arange(5.0)) == pytest.approx(-1.0)

@@ -168,3 +168,25 @@ def test_pretraining_resumes_from_its_state(tmp_path, structures_file):
         rows = list(csv.DictReader(handle))
     assert [int(r["epoch"]) for r in rows] == [1, 2] and resumed["steps"] == 2 * first["steps"]
     assert (tmp_path / "pt" / "log.csv").read_text().startswith(first_log)  # epoch 1 kept, not redone
+
+
+def test_interrupted_pretraining_resumes_bit_identically(tmp_path, structures_file, monkeypatch):
+    from anids_md.train.pretrain import Pretrainer
+
+    reference = pretrain(pretrain_config(tmp_path / "a", structures_file, "optim.epochs=3"), progress=False)
+    calls = {"n": 0}
+    original = Pretrainer.validate
+
+    def interrupted(self):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # killed during the second epoch's validation
+        return original(self)
+
+    monkeypatch.setattr(Pretrainer, "validate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(pretrain_config(tmp_path / "b", structures_file, "optim.epochs=3"), progress=False)
+    monkeypatch.setattr(Pretrainer, "validate", original)
+    resumed = pretrain(pretrain_config(tmp_path / "b", structures_file, "optim.epochs=3"), progress=False)
+    # The same noise draws (seeded by the step) and the same learning rates after the resume.
+    assert resumed["valid"]["denoise"] == reference["valid"]["denoise"] and resumed["valid"]["kl"] == reference["valid"]["kl"]

@@ -95,9 +95,9 @@ def test_a_run_folder_with_other_settings_is_not_resumed_silently(tmp_path, fram
 
 
 def test_a_kill_between_log_and_state_leaves_no_duplicate_row(tmp_path, frames_file, monkeypatch):  # noqa: F811
-    import anids_md.train.trainer as trainer_module
+    import anids_md.train.loop as loop_module
 
-    real = trainer_module.save_state
+    real = loop_module.save_state
     calls = {"n": 0}
 
     def killed(*args, **kwargs):
@@ -106,10 +106,10 @@ def test_a_kill_between_log_and_state_leaves_no_duplicate_row(tmp_path, frames_f
             raise KeyboardInterrupt  # after the second epoch's log row, before its state
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(trainer_module, "save_state", killed)
+    monkeypatch.setattr(loop_module, "save_state", killed)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_run(tmp_path, frames_file, "optim.epochs=3"), progress=False)
-    monkeypatch.setattr(trainer_module, "save_state", real)
+    monkeypatch.setattr(loop_module, "save_state", real)
     train(tiny_run(tmp_path, frames_file, "optim.epochs=3"), progress=False)
     rows = list(csv.DictReader(open(tmp_path / "runs" / "tiny" / "log.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]

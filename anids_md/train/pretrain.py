@@ -5,18 +5,13 @@ molecule corrupted, no labels; the noise generator and the denoiser train togeth
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
-import logging
-import math
 import os
-import time
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..atomic import write_text_atomically
 from ..checkpoint import PRETRAINING_KIND, save_checkpoint
@@ -26,12 +21,8 @@ from ..nn.generator import NoiseGenerator
 from ..noise import NoiseConfig, corrupt, masked_mean, regulariser, structure_covariances
 from ..runtime import resolve_device, resolve_dtype
 from .config import PretrainConfig, config_to_dict
-from .ema import ExponentialMovingAverage
-from .run_dir import claim_run_dir, open_log
-from .schedule import warmup_cosine
-from .state import load_state, save_state
-
-logger = logging.getLogger(__name__)
+from .loop import TrainingLoop
+from .run_dir import claim_run_dir
 
 
 class DenoisingPretraining(nn.Module):
@@ -76,7 +67,12 @@ def init_distributed(device: torch.device) -> tuple[int, int]:
     return dist.get_rank(), world
 
 
-class Pretrainer:
+class Pretrainer(TrainingLoop):
+    """Denoising pretraining: generator and denoiser trained together on equilibrium structures."""
+
+    train_keys = ("loss", "denoise", "kl", "hinge")
+    valid_keys = ("loss", "denoise")
+
     def __init__(self, config: PretrainConfig, progress: bool = True):
         if config.data.source != "qm9" and not os.path.isfile(config.data.source):
             raise FileNotFoundError(f"missing input files: data.source={config.data.source}")
@@ -85,8 +81,7 @@ class Pretrainer:
         self.config = config
         if self.device.type == "cuda" and "LOCAL_RANK" in os.environ:
             self.device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-        self.rank, self.world = init_distributed(self.device)
-        self.progress = progress and self.rank == 0
+        rank, world = init_distributed(self.device)
         torch.manual_seed(config.seed)  # same initial weights on every process
         if config.generator.cutoff != config.model.cutoff:
             raise ValueError("generator.cutoff must equal model.cutoff (both read the same neighbour list)")
@@ -104,50 +99,19 @@ class Pretrainer:
         config.model.elements, config.model.avg_num_neighbors = elements, neighbours
         config.generator.elements, config.generator.avg_num_neighbors = elements, neighbours
         generator = NoiseGenerator(config.generator) if config.noise.learned else None
-        self.objective = DenoisingPretraining(ForceField(config.model), generator, config.noise).to(self.device, self.dtype)
-        self.module = self.objective
-        if self.world > 1:
+        self.pretraining = DenoisingPretraining(ForceField(config.model), generator, config.noise).to(self.device, self.dtype)
+        self.module = self.pretraining
+        if world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
             # The energy head gets no gradient from denoising.
-            self.module = DistributedDataParallel(self.objective, find_unused_parameters=True)
-        o = config.optim
-        self.optimizer = torch.optim.AdamW(self.objective.parameters(), lr=o.lr, weight_decay=o.weight_decay)
-        self.ema = ExponentialMovingAverage(self.objective, o.ema_decay)
-        self.per_rank = len(self.train_graphs) // self.world
-        self.total_steps = o.max_steps or o.epochs * math.ceil(self.per_rank / o.batch_size)
-        self.run_dir = config.run_dir
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.state_path = self.run_dir / "state.safetensors"
-        self.noise_rng = torch.Generator(device=self.device).manual_seed(config.seed * 1000 + self.rank)
-        self.progress_state = {"step": 0, "epoch": 0, "best_valid": float("inf"), "wall_s": 0.0}
+            self.module = DistributedDataParallel(self.pretraining, find_unused_parameters=True)
+        self.setup_loop(config.optim, self.pretraining, self.pretraining, len(self.train_graphs), config.seed, config.name,
+                        config.run_dir, self.device, progress, rank, world)
 
-    def train_epoch(self, epoch: int) -> dict:
-        o = self.config.optim
-        self.module.train()
-        order = np.random.default_rng([self.config.seed, epoch]).permutation(len(self.train_graphs))
-        mine = order[self.rank :: self.world][: self.per_rank]  # same number of steps on every process
-        sums, n = {"loss": 0.0, "denoise": 0.0, "kl": 0.0, "hinge": 0.0}, 0
-        for start in range(0, len(mine), o.batch_size):
-            step = self.progress_state["step"]
-            if step >= self.total_steps:
-                break
-            batch = collate([self.train_graphs[i] for i in mine[start : start + o.batch_size]]).to(dtype=self.dtype)
-            for group in self.optimizer.param_groups:
-                group["lr"] = o.lr * warmup_cosine(step, self.total_steps, o.warmup_steps, o.min_lr_ratio)
-            losses = self.module(batch, self.noise_rng)
-            self.optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(self.objective.parameters(), o.grad_clip)
-            self.optimizer.step()
-            self.ema.update(self.objective)
-            self.progress_state["step"] += 1
-            for k in sums:
-                sums[k] += float(losses[k].detach())
-            n += 1
-            if self.progress:
-                self.bar.update(1)
-        return {k: v / max(n, 1) for k, v in sums.items()}
+    def objective(self, indices, step: int, rngs) -> dict:
+        batch = collate([self.train_graphs[i] for i in indices]).to(dtype=self.dtype)
+        return self.module(batch, rngs[1])
 
     @torch.no_grad()
     def validate(self) -> dict:
@@ -164,12 +128,10 @@ class Pretrainer:
             n += batch.n_structures
         return {k: v / n for k, v in sums.items()}
 
-    def save_model(self, path, extra: dict | None = None) -> None:
+    def save_best(self, valid: dict) -> None:
         ema = self.ema.model
-        save_checkpoint(
-            ema.force_field, path, training=self.training_metadata(), extra=extra,
-            generator=ema.generator, noise=dataclasses.asdict(self.config.noise),
-        )
+        save_checkpoint(ema.force_field, self.run_dir / "model.safetensors", training=self.training_metadata(),
+                        extra={"results": {"valid": valid}}, generator=ema.generator, noise=dataclasses.asdict(self.config.noise))
 
     def training_metadata(self) -> dict:
         d = self.config.data
@@ -183,34 +145,8 @@ class Pretrainer:
             "config": config_to_dict(self.config),
         }
 
-    def fit(self) -> dict:
+    def finish(self) -> dict:
         p = self.progress_state
-        if self.state_path.exists():
-            p.update(load_state(self.state_path, self.objective, self.ema, self.optimizer))
-            logger.info("resuming %s from step %d of %d (epoch %d)", self.run_dir, p["step"], self.total_steps, p["epoch"])
-        log_path = self.run_dir / "log.csv"
-        fields = ["epoch", "step", "lr", "train_loss", "train_denoise", "train_kl", "train_hinge", "valid_loss", "valid_denoise", "wall_s"]
-        if self.rank == 0:
-            open_log(log_path, fields, p["step"])
-        self.bar = tqdm(total=self.total_steps, initial=p["step"], disable=not self.progress, desc=self.config.name, unit="step")
-        while p["step"] < self.total_steps:
-            start = time.perf_counter()
-            train = self.train_epoch(p["epoch"])
-            p["epoch"] += 1
-            p["wall_s"] += time.perf_counter() - start
-            if self.rank != 0:
-                continue
-            valid = self.validate()
-            if valid["loss"] < p["best_valid"]:
-                p["best_valid"], p["best_epoch"], p["best_metrics"] = valid["loss"], p["epoch"], valid
-                self.save_model(self.run_dir / "model.safetensors", extra={"results": {"valid": valid}})
-            row = [p["epoch"], p["step"], self.optimizer.param_groups[0]["lr"], train["loss"], train["denoise"],
-                   train["kl"], train["hinge"], valid["loss"], valid["denoise"], round(p["wall_s"], 2)]
-            with open(log_path, "a", newline="") as handle:
-                csv.writer(handle).writerow(row)
-            save_state(self.state_path, self.objective, self.ema, self.optimizer, p)
-            self.bar.set_postfix(valid_denoise=f"{valid['denoise']:.3f}", refresh=True)
-        self.bar.close()
         summary = {
             "name": self.config.name,
             "noise": self.config.noise.kind,

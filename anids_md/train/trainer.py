@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
-import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..atomic import write_text_atomically
 from ..checkpoint import load_checkpoint, save_checkpoint
@@ -35,13 +31,9 @@ from ..runtime import resolve_device, resolve_dtype
 from ..units import MEV_PER_EV
 from .config import TrainConfig, config_to_dict
 from .denoising import AuxiliaryDenoising
-from .ema import ExponentialMovingAverage
 from .losses import energy_force_loss
-from .run_dir import claim_run_dir, open_log
-from .schedule import warmup_cosine
-from .state import load_state, save_state
-
-logger = logging.getLogger(__name__)
+from .loop import TrainingLoop
+from .run_dir import claim_run_dir
 
 
 def check_inputs(config: TrainConfig) -> None:
@@ -121,12 +113,17 @@ def describe_training_data(config: TrainConfig, data: Datasets) -> dict:
     }
 
 
-class Trainer:
+class Trainer(TrainingLoop):
+    """Supervised energy + force training, with auxiliary denoising when `config.noise` is set."""
+
+    train_keys = ("loss", "denoise")
+    valid_keys = ("loss", "energy_mae_meV", "forces_mae_meV_per_A")
+
     def __init__(self, config: TrainConfig, progress: bool = True):
         check_inputs(config)
         self.device, self.dtype = resolve_device(config.device), resolve_dtype(config.dtype)
         claim_run_dir(config)
-        self.config, self.progress = config, progress
+        self.config = config
         torch.manual_seed(config.seed)
         self.data = load_datasets(config)
         initial = None
@@ -145,58 +142,20 @@ class Trainer:
         if config.noise != "none":
             self.denoising = AuxiliaryDenoising(config, self.model, self.train_graphs).to(self.device, self.dtype)
         # What the optimiser updates and a resume restores: the model, and the force encoding.
-        self.trainable = nn.ModuleDict({"model": self.model, **({"denoising": self.denoising} if self.denoising else {})})
-        o = config.optim
-        self.optimizer = torch.optim.AdamW(self.trainable.parameters(), lr=o.lr, weight_decay=o.weight_decay)
-        self.noise_rng = torch.Generator(device=self.device)
-        self.ema = ExponentialMovingAverage(self.model, o.ema_decay)
-        steps_per_epoch = math.ceil(len(self.train_graphs) / o.batch_size)
-        self.total_steps = o.max_steps or o.epochs * steps_per_epoch
-        self.run_dir = config.run_dir
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.state_path = self.run_dir / "state.safetensors"
+        trainable = nn.ModuleDict({"model": self.model, **({"denoising": self.denoising} if self.denoising else {})})
+        self.setup_loop(config.optim, trainable, self.model, len(self.train_graphs), config.seed, config.name, config.run_dir,
+                        self.device, progress)
         self.best_path = self.run_dir / "best.safetensors"
-        self.progress_state = {"step": 0, "epoch": 0, "best_valid": float("inf"), "epochs_since_best": 0, "wall_s": 0.0}
 
     def training_metadata(self) -> dict:
         return {**describe_training_data(self.config, self.data), "config": config_to_dict(self.config)}
 
-    def set_learning_rate(self, step: int) -> None:
+    def objective(self, indices, step: int, rngs) -> dict:
         o = self.config.optim
-        lr = o.lr * warmup_cosine(step, self.total_steps, o.warmup_steps, o.min_lr_ratio)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-
-    def train_epoch(self, epoch: int) -> dict:
-        o = self.config.optim
-        self.model.train()
-        order = np.random.default_rng([self.config.seed, epoch]).permutation(len(self.train_graphs))
-        sums, n = {"loss": 0.0, "energy": 0.0, "forces": 0.0, "denoise": 0.0}, 0
-        for start in range(0, len(order), o.batch_size):
-            step = self.progress_state["step"]
-            if step >= self.total_steps:
-                break
-            indices = order[start : start + o.batch_size]
-            batch = collate([self.train_graphs[i] for i in indices]).to(dtype=self.dtype)
-            self.set_learning_rate(step)
-            if self.denoising is None:
-                losses = energy_force_loss(self.model, batch, o.energy_weight, o.forces_weight, o.loss)
-                losses["denoise"] = losses["loss"].new_zeros(())
-            else:
-                # Random streams seeded by the step, so a resumed run draws what it would have drawn.
-                self.noise_rng.manual_seed(self.config.seed * 1_000_003 + step)
-                losses = self.denoising.loss(self.model, batch, indices, step / self.total_steps, o.energy_weight,
-                                             o.forces_weight, np.random.default_rng([self.config.seed, 1, step]), self.noise_rng)
-            self.optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(self.trainable.parameters(), o.grad_clip)
-            self.optimizer.step()
-            self.ema.update(self.model)
-            self.progress_state["step"] += 1
-            for k in sums:
-                sums[k] += float(losses[k].detach())
-            n += 1
-        return {k: v / max(n, 1) for k, v in sums.items()}
+        batch = collate([self.train_graphs[i] for i in indices]).to(dtype=self.dtype)
+        if self.denoising is None:
+            return energy_force_loss(self.model, batch, o.energy_weight, o.forces_weight, o.loss)
+        return self.denoising.loss(self.model, batch, indices, step / self.total_steps, o.energy_weight, o.forces_weight, *rngs)
 
     def validate(self) -> dict:
         energy, forces = predict(self.ema.model, self.valid_graphs)
@@ -208,52 +167,8 @@ class Trainer:
         metrics["loss"] = o.energy_weight * (metrics["energy_rmse_meV"] / scale) ** 2 + o.forces_weight * (metrics["forces_rmse_meV_per_A"] / scale) ** 2
         return metrics
 
-    def resume_if_possible(self) -> bool:
-        if not self.state_path.exists():
-            return False
-        self.progress_state = load_state(self.state_path, self.trainable, self.ema, self.optimizer)
-        p = self.progress_state
-        logger.info("resuming %s from step %d of %d (epoch %d)", self.run_dir, p["step"], self.total_steps, p["epoch"])
-        return True
-
-    def fit(self) -> dict:
-        """Train until the step budget or early stopping; returns a summary dict."""
-        self.resume_if_possible()
-        p = self.progress_state
-        log_path = self.run_dir / "log.csv"
-        fields = ["epoch", "step", "lr", "train_loss", "train_denoise", "valid_loss", "valid_energy_mae_meV", "valid_forces_mae_meV_per_A", "wall_s"]
-        open_log(log_path, fields, p["step"])
-        writer = _tensorboard(self.run_dir)
-        o = self.config.optim
-        bar = tqdm(total=self.total_steps, initial=p["step"], disable=not self.progress, desc=self.config.name, unit="step")
-        while p["step"] < self.total_steps and p["epochs_since_best"] < o.patience:
-            start = time.perf_counter()
-            train = self.train_epoch(p["epoch"])
-            valid = self.validate()
-            p["epoch"] += 1
-            p["wall_s"] += time.perf_counter() - start
-            if not math.isfinite(valid["loss"]):
-                raise FloatingPointError(f"training diverged: the validation loss is {valid['loss']} after epoch {p['epoch']}; "
-                                         "lower optim.lr or check the training data")
-            improved = valid["loss"] < p["best_valid"]
-            if improved:
-                p["best_valid"], p["epochs_since_best"] = valid["loss"], 0
-                p["best_epoch"], p["best_metrics"] = p["epoch"], valid
-                save_checkpoint(self.ema.model, self.best_path, training=self.training_metadata())
-            else:
-                p["epochs_since_best"] += 1
-            row = [p["epoch"], p["step"], self.optimizer.param_groups[0]["lr"], train["loss"], train["denoise"], valid["loss"],
-                   valid["energy_mae_meV"], valid["forces_mae_meV_per_A"], round(p["wall_s"], 2)]
-            with open(log_path, "a", newline="") as handle:
-                csv.writer(handle).writerow(row)
-            if writer is not None:
-                for name, value in zip(fields[2:-1], row[2:-1]):
-                    writer.add_scalar(name, value, p["step"])
-            save_state(self.state_path, self.trainable, self.ema, self.optimizer, p)
-            bar.n = p["step"]
-            bar.set_postfix(valid_F_MAE=f"{valid['forces_mae_meV_per_A']:.1f} meV/Å", refresh=True)
-        bar.close()
-        return self.finish()
+    def save_best(self, valid: dict) -> None:
+        save_checkpoint(self.ema.model, self.best_path, training=self.training_metadata())
 
     def finish(self) -> dict:
         """Evaluate the best (EMA, validation-selected) weights on the test file and write the
@@ -306,14 +221,6 @@ def plot_learning_curve(log_path, out_path) -> None:
     fig.tight_layout()
     fig.savefig(out_path, dpi=110)
     plt.close(fig)
-
-
-def _tensorboard(run_dir):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # TensorBoard is optional
-        return None
-    return SummaryWriter(str(run_dir / "tensorboard"))
 
 
 def train(config: TrainConfig, progress: bool = True) -> dict:

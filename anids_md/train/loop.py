@@ -1,0 +1,144 @@
+"""The one training loop, shared by supervised training and denoising pretraining: batches,
+the optimiser step (zero_grad, backward, clipping, AdamW), the learning rate (warm-up + cosine
+through LambdaLR), EMA, per-step seeding, validation every epoch, best-on-validation, early
+stopping, the CSV log and resume."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import time
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .config import OptimConfig
+from .ema import ExponentialMovingAverage
+from .run_dir import open_log
+from .schedule import warmup_cosine
+from .state import load_state, save_state
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingLoop:
+    """A subclass sets up data and model, calls `setup_loop`, and provides:
+    `objective(indices, step, rngs) -> dict` (the losses of one batch of training structures,
+    "loss" to minimise), `validate() -> dict` ("loss", lower is better, and any metrics),
+    `save_best(valid)`, `finish() -> dict`, and the names `train_keys`/`valid_keys` logged."""
+
+    train_keys: tuple[str, ...] = ("loss",)
+    valid_keys: tuple[str, ...] = ("loss",)
+
+    def setup_loop(self, optim: OptimConfig, trainable: nn.Module, averaged: nn.Module, n_train: int, seed: int, name: str,
+                   run_dir, device: torch.device, progress: bool, rank: int = 0, world: int = 1) -> None:
+        """`trainable`: every optimised parameter (and what a resume restores); `averaged`: the
+        module whose EMA is validated and saved."""
+        self.optim, self.trainable, self.averaged = optim, trainable, averaged
+        self.seed, self.name, self.run_dir, self.rank, self.world = seed, name, run_dir, rank, world
+        self.show_progress = progress and rank == 0
+        self.n_train, self.per_rank = n_train, n_train // world  # the same number of steps on every process
+        self.total_steps = optim.max_steps or optim.epochs * math.ceil(self.per_rank / optim.batch_size)
+        self.optimizer = torch.optim.AdamW(trainable.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
+        self.scheduler = self._schedule(first_step=0)
+        self.ema = ExponentialMovingAverage(averaged, optim.ema_decay)
+        self.noise_rng = torch.Generator(device=device)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.state_path = run_dir / "state.safetensors"
+        self.progress_state = {"step": 0, "epoch": 0, "best_valid": float("inf"), "epochs_since_best": 0, "wall_s": 0.0}
+
+    def _schedule(self, first_step: int):
+        """Warm-up + cosine learning rate, starting at `first_step`."""
+        o = self.optim
+        for group in self.optimizer.param_groups:
+            group.setdefault("initial_lr", o.lr)
+        return torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: warmup_cosine(step, self.total_steps, o.warmup_steps, o.min_lr_ratio), last_epoch=first_step - 1)
+
+    def rngs(self, step: int) -> tuple[np.random.Generator, torch.Generator]:
+        """Random streams seeded by the step (and process), so a resumed run draws what it would have drawn."""
+        self.noise_rng.manual_seed(self.seed * 1_000_003 + step + 10**12 * self.rank)
+        return np.random.default_rng([self.seed, 1, step, self.rank]), self.noise_rng
+
+    def train_epoch(self, epoch: int, bar=None) -> dict:
+        o, p = self.optim, self.progress_state
+        self.trainable.train()
+        order = np.random.default_rng([self.seed, epoch]).permutation(self.n_train)
+        mine = order[self.rank :: self.world][: self.per_rank]
+        sums, n = {}, 0
+        for start in range(0, len(mine), o.batch_size):
+            if p["step"] >= self.total_steps:
+                break
+            losses = self.objective(mine[start : start + o.batch_size], p["step"], self.rngs(p["step"]))
+            self.optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(self.trainable.parameters(), o.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.ema.update(self.averaged)
+            p["step"] += 1
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            n += 1
+            if bar is not None:
+                bar.update(1)
+        return {k: v / max(n, 1) for k, v in sums.items()}
+
+    def resume(self) -> None:
+        p = self.progress_state
+        if not self.state_path.exists():
+            return
+        p.update(load_state(self.state_path, self.trainable, self.ema, self.optimizer))
+        self.scheduler = self._schedule(first_step=p["step"])
+        logger.info("resuming %s from step %d of %d (epoch %d)", self.run_dir, p["step"], self.total_steps, p["epoch"])
+
+    def fit(self) -> dict:
+        """Train until the step budget or early stopping, then `finish()`."""
+        self.resume()
+        p, o = self.progress_state, self.optim
+        fields = ["epoch", "step", "lr", *(f"train_{k}" for k in self.train_keys), *(f"valid_{k}" for k in self.valid_keys), "wall_s"]
+        log_path = self.run_dir / "log.csv"
+        writer = None
+        if self.rank == 0:
+            open_log(log_path, fields, p["step"])
+            writer = _tensorboard(self.run_dir)
+        bar = tqdm(total=self.total_steps, initial=p["step"], disable=not self.show_progress, desc=self.name, unit="step")
+        # Early stopping is decided on rank 0 alone, so a data-parallel run keeps to the step budget.
+        while p["step"] < self.total_steps and (p["epochs_since_best"] < o.patience or self.world > 1):
+            start = time.perf_counter()
+            train = self.train_epoch(p["epoch"], bar)
+            p["epoch"] += 1
+            p["wall_s"] += time.perf_counter() - start
+            if self.rank != 0:
+                continue
+            valid = self.validate()
+            if not math.isfinite(valid["loss"]):
+                raise FloatingPointError(f"training diverged: the validation loss is {valid['loss']} after epoch {p['epoch']}; "
+                                         "lower optim.lr or check the training data")
+            if valid["loss"] < p["best_valid"]:
+                p.update(best_valid=valid["loss"], epochs_since_best=0, best_epoch=p["epoch"], best_metrics=valid)
+                self.save_best(valid)
+            else:
+                p["epochs_since_best"] += 1
+            row = [p["epoch"], p["step"], self.optimizer.param_groups[0]["lr"], *(train.get(k, 0.0) for k in self.train_keys),
+                   *(valid[k] for k in self.valid_keys), round(p["wall_s"], 2)]
+            with open(log_path, "a", newline="") as handle:
+                csv.writer(handle).writerow(row)
+            if writer is not None:
+                for name, value in zip(fields[2:-1], row[2:-1]):
+                    writer.add_scalar(name, value, p["step"])
+            save_state(self.state_path, self.trainable, self.ema, self.optimizer, p)
+            bar.set_postfix({f"valid_{k}": f"{valid[k]:.4g}" for k in self.valid_keys[-1:]}, refresh=True)
+        bar.close()
+        return self.finish()
+
+
+def _tensorboard(run_dir):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # TensorBoard is optional
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))

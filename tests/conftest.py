@@ -54,3 +54,18 @@ def emt_frames(n: int, seed: int = 0, noise: float = 0.08):
         atoms.calc = SinglePointCalculator(atoms, energy=e, forces=f)
         frames.append(atoms)
     return frames
+
+
+def interrupt_validation(monkeypatch, loop_class, at_call: int):
+    """Make `loop_class.validate` raise KeyboardInterrupt on its `at_call`-th call, as a kill in
+    the middle of a run would; returns a function that puts the real one back."""
+    original, calls = loop_class.validate, {"n": 0}
+
+    def interrupted(self):
+        calls["n"] += 1
+        if calls["n"] == at_call:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(loop_class, "validate", interrupted)
+    return lambda: monkeypatch.setattr(loop_class, "validate", original)

@@ -19,8 +19,9 @@ from anids_md.data import graph_from_atoms, read_qm9
 from anids_md.nn.generator import GeneratorConfig, NoiseGenerator
 from anids_md.noise import NoiseConfig, structure_covariances
 from anids_md.train import PretrainConfig, load_config, pretrain
-from anids_md.train.pretrain import DenoisingPretraining
+from anids_md.train.pretrain import DenoisingPretraining, Pretrainer
 
+from .conftest import interrupt_validation
 from .test_train import TINY_MODEL
 
 MOLECULES = ["CH3CH2OH", "CH3OH", "H2O", "CH4", "HCOOH", "CH3CHO", "C2H6", "C2H4", "CH3OCH3", "H2CO", "CO2", "C2H2"]
@@ -171,22 +172,11 @@ def test_pretraining_resumes_from_its_state(tmp_path, structures_file):
 
 
 def test_interrupted_pretraining_resumes_bit_identically(tmp_path, structures_file, monkeypatch):
-    from anids_md.train.pretrain import Pretrainer
-
     reference = pretrain(pretrain_config(tmp_path / "a", structures_file, "optim.epochs=3"), progress=False)
-    calls = {"n": 0}
-    original = Pretrainer.validate
-
-    def interrupted(self):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt  # killed during the second epoch's validation
-        return original(self)
-
-    monkeypatch.setattr(Pretrainer, "validate", interrupted)
+    restore = interrupt_validation(monkeypatch, Pretrainer, at_call=2)  # killed during the second epoch's validation
     with pytest.raises(KeyboardInterrupt):
         pretrain(pretrain_config(tmp_path / "b", structures_file, "optim.epochs=3"), progress=False)
-    monkeypatch.setattr(Pretrainer, "validate", original)
+    restore()
     resumed = pretrain(pretrain_config(tmp_path / "b", structures_file, "optim.epochs=3"), progress=False)
     # The same noise draws (seeded by the step) and the same learning rates after the resume.
     assert resumed["valid"]["denoise"] == reference["valid"]["denoise"] and resumed["valid"]["kl"] == reference["valid"]["kl"]

@@ -8,7 +8,7 @@ from anids_md.checkpoint import load_checkpoint
 from anids_md.evaluation import evaluate
 from anids_md.train import Trainer, load_config, train
 
-from .conftest import emt_frames
+from .conftest import emt_frames, interrupt_validation
 
 TINY_MODEL = ["model.channels=8", "model.layers=2", "model.lmax=1", "model.cutoff=4.0", "model.radial_hidden=16", "model.readout_hidden=8"]
 
@@ -47,19 +47,10 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, frames_fi
     extra = ("optim.epochs=4", f"noise={noise}", "denoise.probability=1")
     reference = train(tiny_run(tmp_path / "a", frames_file, *extra), progress=False)
 
-    calls = {"n": 0}
-    original = Trainer.validate
-
-    def interrupted(self):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt  # killed during the third epoch's validation
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "validate", interrupted)
+    restore = interrupt_validation(monkeypatch, Trainer, at_call=3)  # killed during the third epoch's validation
     with pytest.raises(KeyboardInterrupt):
         train(tiny_run(tmp_path / "b", frames_file, *extra), progress=False)
-    monkeypatch.setattr(Trainer, "validate", original)
+    restore()
     rows = list(csv.DictReader(open(tmp_path / "b" / "runs" / "tiny" / "log.csv")))
     assert [int(r["step"]) for r in rows] == [5, 10]
     resumed = train(tiny_run(tmp_path / "b", frames_file, *extra), progress=False)

@@ -95,11 +95,12 @@ def main() -> None:
     parser.add_argument("--data", help="folder of the rMD17 split files (default $ANIDS_RMD17 or ../shared/data/rmd17)")
     parser.add_argument("--runs", default="runs/denoise_modes")
     parser.add_argument("--out", default=str(RESULTS / "denoise_modes_rmd17-50"))
+    parser.add_argument("--note", default="", help="stored in the JSON, e.g. where the runs were trained")
     args = parser.parse_args()
     jobs = [(m, a, s) for m in args.molecules for s in args.seeds for a in args.arms]
     with ThreadPoolExecutor(args.workers) as pool:
         rows = [r for r in pool.map(lambda job: run_one(args, job), jobs) if r is not None]
-    out = {"machine": machine(), "protocol": "rmd17-50", "steps": args.steps, "rows": rows}
+    out = {"machine": machine(), "note": args.note, "protocol": "rmd17-50", "steps": args.steps, "rows": rows}
     Path(args.out + ".json").write_text(json.dumps(out, indent=2))
     plot(rows, Path(args.out + ".png"), f"rmd17-50, {args.steps} steps, test_01 (1000 frames); one thread per run")
     for r in rows:

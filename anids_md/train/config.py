@@ -69,8 +69,9 @@ class DenoiseConfig:
     # separate (as Frad/SliDe): the clean batch is supervised as in plain training, and a second,
     # noisy pass trains only through the denoising loss; no label is put on a displaced structure.
     # dens (as DeNS/AniDS): one pass: energy on every structure, forces on uncorrupted atoms and
-    # the denoising target on corrupted ones. separate measured better on ethanol-50
-    # (benchmarks/results/denoise_modes_rmd17-50.json).
+    # the denoising target on corrupted ones. Both measured equal within the seeds' spread on
+    # rmd17-50 (benchmarks/results/denoise_modes_rmd17-50.json); separate never fits a label to a
+    # displaced structure.
     mode: str = "separate"
     generator: str | None = None  # checkpoint holding the frozen generator (default: `init`)
 

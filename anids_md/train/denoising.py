@@ -38,7 +38,8 @@ class AuxiliaryDenoising(nn.Module):
             if settings.get("kind") != config.noise:
                 raise ValueError(f"the generator in {source} was pretrained with {settings.get('kind')!r} noise, not {config.noise!r}")
         # The prior width only normalises the targets here (no KL in fine-tuning): with σ_p = σ they
-        # have unit scale, as with fixed noise.
+        # have unit scale, as with fixed noise. (The generator's a_i are relative to σ_p, so this
+        # rescales them all by one factor, which the calibration below absorbs.)
         self.noise = NoiseConfig(kind=config.noise, sigma=d.sigma, sigma_prior=d.sigma)
         self.covariances = [self._covariance(g, generator) for g in train_graphs]
         if generator is not None:  # keep the learned shape, move the mean scale to σ

@@ -12,12 +12,17 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .atomic import atomic_path
-from .nn import ForceField, ModelConfig
+from .nn import DenoisingHead, ForceField, ModelConfig
 from .nn.generator import GeneratorConfig, NoiseGenerator
 from .packaged import packaged_files, resolve_packaged
 
-FORMAT_VERSION = 2  # 2: may also hold a noise generator ("generator." weights, "generator" metadata)
+# 2: may also hold a noise generator ("generator." weights, "generator" metadata).
+# 3: the denoising head is a block of its own ("denoising_head." weights, pretraining checkpoints
+#    only); format 2's linear "vector_head" is dropped on loading.
+FORMAT_VERSION = 3
 GENERATOR_PREFIX = "generator."
+HEAD_PREFIX = "denoising_head."
+LEGACY_KEYS = ("vector_head.weight",)
 METADATA_KEY = "anids_md"
 UNITS = {"energy": "eV", "forces": "eV/Å", "length": "Å"}
 PRETRAINING_KIND = "denoising pretraining"  # training["kind"] of a checkpoint whose energy head was never trained
@@ -45,11 +50,12 @@ def resolve(checkpoint: str | Path) -> Path:
 
 def save_checkpoint(
     model: ForceField, path: str | Path, training: dict | None = None, extra: dict | None = None,
-    generator: NoiseGenerator | None = None, noise: dict | None = None,
+    generator: NoiseGenerator | None = None, noise: dict | None = None, denoising_head: DenoisingHead | None = None,
 ) -> Path:
     """Write `model`'s weights and metadata to `path` (.safetensors). `training` describes the
     training data and recipe; `extra` holds further JSON-able metadata (e.g. test figures).
-    A pretrained checkpoint also holds the noise `generator` and its `noise` settings."""
+    A pretrained checkpoint also holds the noise `generator`, its `noise` settings and the
+    `denoising_head` that fine-tuning starts from."""
     path = Path(path)
     metadata = {
         "format_version": FORMAT_VERSION,
@@ -64,6 +70,8 @@ def save_checkpoint(
     if generator is not None:
         metadata["generator"] = {"config": generator.config.to_dict(), "noise": noise or {}}
         tensors.update({GENERATOR_PREFIX + k: v for k, v in generator.state_dict().items()})
+    if denoising_head is not None:
+        tensors.update({HEAD_PREFIX + k: v for k, v in denoising_head.state_dict().items()})
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     with atomic_path(path) as tmp:  # a reader (or a kill) never meets half a checkpoint
         save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(metadata)})
@@ -103,7 +111,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype:
     metadata = read_metadata(path)
     try:
         config = ModelConfig.from_dict(metadata["model"])
-        tensors = {k: v for k, v in load_file(str(path)).items() if not k.startswith(GENERATOR_PREFIX)}
+        tensors = {k: v for k, v in load_file(str(path)).items()
+                   if not k.startswith((GENERATOR_PREFIX, HEAD_PREFIX)) and k not in LEGACY_KEYS}
         stored = next((t.dtype for t in tensors.values() if t.is_floating_point()), torch.float32)
         model = ForceField(config).to(stored)  # load at full stored precision, then cast
         model.load_state_dict(tensors, strict=True)
@@ -144,6 +153,21 @@ def load_force_field(path: str | Path, device: str | torch.device = "cpu", dtype
             f"{path} is a denoising-pretraining checkpoint: its energy head was never trained, so it gives no usable "
             f"energies or forces; fine-tune it on labelled frames first (anids-md train ... init={path})")
     return model, metadata
+
+
+def load_denoising_head(path: str | Path, config: ModelConfig) -> DenoisingHead | None:
+    """The denoising head stored with a pretrained checkpoint (float32), or None if it has none."""
+    path = resolve(path)
+    n = len(HEAD_PREFIX)
+    tensors = {k[n:]: v for k, v in load_file(str(path)).items() if k.startswith(HEAD_PREFIX)}
+    if not tensors:
+        return None
+    head = DenoisingHead(config)
+    try:
+        head.load_state_dict(tensors, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(f"{path}: denoising-head weights do not match its model ({error})") from None
+    return head.float()
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[NoiseGenerator, dict]:

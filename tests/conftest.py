@@ -7,7 +7,7 @@ from ase.build import molecule
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from anids_md.nn import ForceField, ModelConfig
+from anids_md.nn import DenoisingHead, ForceField, ModelConfig
 
 DATA = Path(__file__).resolve().parent / "data"  # small rMD17 excerpts shipped with the tests (tests/data/README.md)
 ETHANOL = DATA / "rmd17_ethanol_test_01_first32.npz"
@@ -36,6 +36,16 @@ def tiny_model() -> ForceField:
 
 
 @pytest.fixture
+def tiny_head(tiny_model) -> DenoisingHead:
+    torch.manual_seed(1)
+    head = DenoisingHead(tiny_model.config).double()
+    with torch.no_grad():
+        for p in head.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return head.eval()
+
+
+@pytest.fixture
 def ethanol():
     atoms = molecule("CH3CH2OH")
     atoms.positions += np.random.default_rng(0).normal(0, 0.05, atoms.positions.shape)
@@ -56,16 +66,17 @@ def emt_frames(n: int, seed: int = 0, noise: float = 0.08):
     return frames
 
 
-def interrupt_validation(monkeypatch, loop_class, at_call: int):
-    """Make `loop_class.validate` raise KeyboardInterrupt on its `at_call`-th call, as a kill in
-    the middle of a run would; returns a function that puts the real one back."""
-    original, calls = loop_class.validate, {"n": 0}
+def interrupt(monkeypatch, loop_class, method: str, at_call: int):
+    """Make `loop_class.<method>` (validate, objective) raise KeyboardInterrupt on its
+    `at_call`-th call, as a kill in the middle of a run would; returns a function that puts
+    the real one back."""
+    original, calls = getattr(loop_class, method), {"n": 0}
 
-    def interrupted(self):
+    def interrupted(self, *args):
         calls["n"] += 1
         if calls["n"] == at_call:
             raise KeyboardInterrupt
-        return original(self)
+        return original(self, *args)
 
-    monkeypatch.setattr(loop_class, "validate", interrupted)
-    return lambda: monkeypatch.setattr(loop_class, "validate", original)
+    monkeypatch.setattr(loop_class, method, interrupted)
+    return lambda: monkeypatch.setattr(loop_class, method, original)

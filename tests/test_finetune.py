@@ -6,7 +6,7 @@ import torch
 from e3nn import o3
 from scipy.spatial.transform import Rotation
 
-from anids_md.checkpoint import load_checkpoint, load_generator
+from anids_md.checkpoint import HEAD_PREFIX, load_checkpoint, load_denoising_head, load_generator
 from anids_md.cli import main
 from anids_md.data import collate, graph_from_atoms
 from anids_md.noise import ForceEncoding, NoiseConfig, structure_covariances
@@ -30,7 +30,10 @@ def test_pretrained_weights_load_and_covariances_are_cached_frozen(tmp_path, fra
     assert torch.equal(trainer.model.blocks[0].gate.gates.weight, backbone.blocks[0].gate.gates.weight)
     # The generator is not trained: nothing of it is among the optimised parameters ...
     names = [n for n, _ in trainer.trainable.named_parameters()]
-    assert all(n.startswith("model.") or n.startswith("denoising.force_encoding.") for n in names)
+    assert all(n.startswith(("model.", "denoising.force_encoding.", "denoising.head.")) for n in names)
+    # The denoising head starts from the pretrained one.
+    head = load_denoising_head(path, trainer.model.config)
+    assert torch.equal(trainer.denoising.head.readout.weight, head.readout.weight)
     # ... and each frame's covariances are the frozen generator's, computed once.
     generator, settings = load_generator(path)
     noise = NoiseConfig(**settings)
@@ -118,7 +121,20 @@ def test_bad_denoising_settings_are_named(override, message):
         load_config("rmd17-50", [override])
 
 
-def test_force_encoding_is_equivariant(tiny_model, ethanol):
+def test_force_field_checkpoints_leave_the_denoising_head_behind(tmp_path, frames_file, pretrained):  # noqa: F811
+    from safetensors import safe_open
+
+    trainer = finetune(tmp_path, frames_file, pretrained, "noise=fixed", "optim.epochs=1")
+    trainer.fit()
+    config, _ = pretrained
+    with safe_open(str(config.run_dir / "model.safetensors"), framework="pt") as handle:
+        assert any(k.startswith(HEAD_PREFIX) for k in handle.keys())  # pretraining keeps it for fine-tuning
+    with safe_open(str(trainer.run_dir / "model.safetensors"), framework="pt") as handle:
+        assert not any(k.startswith(HEAD_PREFIX) for k in handle.keys())  # the calculator never runs it
+    assert load_denoising_head(trainer.run_dir / "model.safetensors", trainer.model.config) is None
+
+
+def test_force_encoding_is_equivariant(tiny_model, tiny_head, ethanol):
     torch.manual_seed(0)
     encoding = ForceEncoding(tiny_model.config.channels, tiny_model.config.lmax).double()
     forces = torch.randn(len(ethanol), 3, dtype=torch.float64)
@@ -126,7 +142,7 @@ def test_force_encoding_is_equivariant(tiny_model, ethanol):
     rotation = torch.from_numpy(Rotation.random(random_state=7).as_matrix())
 
     def run(atoms, f):
-        out = tiny_model(graph_from_atoms(atoms, tiny_model.config.cutoff), node_features=encoding(f, mask))
+        out = tiny_model(graph_from_atoms(atoms, tiny_model.config.cutoff), node_features=encoding(f, mask), denoiser=tiny_head)
         return out["energy"], out["vectors"], out["forces"]
 
     moved = ethanol.copy()

@@ -14,39 +14,39 @@ from anids_md.nn import ForceField, ModelConfig
 from .conftest import tiny_config
 
 
-def run(model, atoms, cutoff=None):
+def run(model, atoms, cutoff=None, denoiser=None):
     graph = graph_from_atoms(atoms, cutoff or model.config.cutoff).to(dtype=torch.float64)
-    out = model(graph)
+    out = model(graph, denoiser=denoiser)
     return {k: v.detach().numpy() for k, v in out.items()}
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_rotation_translation_reflection(tiny_model, ethanol, seed):
-    reference = run(tiny_model, ethanol)
+def test_rotation_translation_reflection(tiny_model, tiny_head, ethanol, seed):
+    reference = run(tiny_model, ethanol, denoiser=tiny_head)
     rotation = Rotation.random(random_state=seed).as_matrix()
     if seed == 1:
         rotation = -rotation  # an improper rotation: the model is E(3)-, not only SE(3)-invariant
     moved = ethanol.copy()
     moved.positions = ethanol.positions @ rotation.T + np.array([1.7, -3.2, 0.4])
-    out = run(tiny_model, moved)
+    out = run(tiny_model, moved, denoiser=tiny_head)
     assert out["energy"][0] == pytest.approx(reference["energy"][0], abs=1e-9)
     np.testing.assert_allclose(out["energies"], reference["energies"], atol=1e-10)
     np.testing.assert_allclose(out["forces"], reference["forces"] @ rotation.T, atol=1e-10)
     np.testing.assert_allclose(out["vectors"], reference["vectors"] @ rotation.T, atol=1e-10)
-    assert np.abs(reference["vectors"]).max() > 1e-3  # the vector head is not trivially zero
+    assert np.abs(reference["vectors"]).max() > 1e-3  # the denoising head is not trivially zero
 
 
-def test_equivariance_by_e3nn(tiny_model, ethanol):
+def test_equivariance_by_e3nn(tiny_model, tiny_head, ethanol):
     from e3nn.util.test import assert_equivariant
 
     graph = graph_from_atoms(ethanol, tiny_model.config.cutoff)  # rotations keep the neighbour list
     assert float(tiny_model(graph)["forces"].abs().max()) > 1e-2  # not trivially equivariant
 
     def model(positions):
-        out = tiny_model(replace(graph, positions=positions))
+        out = tiny_model(replace(graph, positions=positions), denoiser=tiny_head)
         return out["energy"], out["forces"], out["vectors"]
 
-    # Random rotations and the inversion; energy a scalar, forces and the vector head vectors.
+    # Random rotations and the inversion; energy a scalar, forces and the denoising head's output vectors.
     errors = assert_equivariant(model, args_in=[graph.positions], irreps_in=["1o"], irreps_out=["0e", "1o", "1o"],
                                 tolerance=1e-9)
     assert len(errors) == 2 and max(float(e.abs().max()) for e in errors.values()) < 1e-9  # (rotation, inversion) pairs

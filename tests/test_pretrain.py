@@ -13,7 +13,7 @@ from ase.build import molecule
 from ase.io import write
 from scipy.spatial.transform import Rotation
 
-from anids_md.checkpoint import CheckpointError, load_checkpoint, load_generator
+from anids_md.checkpoint import CheckpointError, load_checkpoint, load_denoising_head, load_generator
 from anids_md.cli import main
 from anids_md.data import graph_from_atoms, read_qm9
 from anids_md.nn.generator import GeneratorConfig, NoiseGenerator
@@ -21,7 +21,7 @@ from anids_md.noise import NoiseConfig, structure_covariances
 from anids_md.train import PretrainConfig, load_config, pretrain
 from anids_md.train.pretrain import DenoisingPretraining, Pretrainer
 
-from .conftest import interrupt_validation
+from .conftest import interrupt
 from .test_train import TINY_MODEL
 
 MOLECULES = ["CH3CH2OH", "CH3OH", "H2O", "CH4", "HCOOH", "CH3CHO", "C2H6", "C2H4", "CH3OCH3", "H2CO", "CO2", "C2H2"]
@@ -86,7 +86,7 @@ def test_pretraining_gradients_reach_the_generator(ethanol):
     from anids_md.nn import ForceField
 
     generator = tiny_generator().float()
-    objective = DenoisingPretraining(ForceField(config), generator, NoiseConfig(kind="anisotropic"))
+    objective = DenoisingPretraining(ForceField(config), generator, NoiseConfig(kind="anisotropic"), "dens")
     losses = objective(graph_from_atoms(ethanol, 4.0).to(dtype=torch.float32))
     losses["loss"].backward()
     # Everything that shapes Σ learns (the last block's gates of vector features feed nothing).
@@ -105,7 +105,8 @@ def test_pretraining_lowers_denoising_loss_and_saves_generator(pretrained, ethan
     generator, settings = load_generator(path)
     assert settings["kind"] == "anisotropic" and settings["sigma_prior"] == 0.1
     assert metadata["training"]["kind"] == "denoising pretraining"
-    out = model(graph_from_atoms(ethanol, config.model.cutoff).to(dtype=torch.float32), compute_forces=False)
+    head = load_denoising_head(path, model.config)
+    out = model(graph_from_atoms(ethanol, config.model.cutoff).to(dtype=torch.float32), compute_forces=False, denoiser=head)
     assert out["vectors"].shape == (9, 3)
 
 
@@ -173,10 +174,25 @@ def test_pretraining_resumes_from_its_state(tmp_path, structures_file):
 
 def test_interrupted_pretraining_resumes_bit_identically(tmp_path, structures_file, monkeypatch):
     reference = pretrain(pretrain_config(tmp_path / "a", structures_file, "optim.epochs=3"), progress=False)
-    restore = interrupt_validation(monkeypatch, Pretrainer, at_call=2)  # killed during the second epoch's validation
+    restore = interrupt(monkeypatch, Pretrainer, "validate", at_call=2)  # killed during the second epoch's validation
     with pytest.raises(KeyboardInterrupt):
         pretrain(pretrain_config(tmp_path / "b", structures_file, "optim.epochs=3"), progress=False)
     restore()
     resumed = pretrain(pretrain_config(tmp_path / "b", structures_file, "optim.epochs=3"), progress=False)
     # The same noise draws (seeded by the step) and the same learning rates after the resume.
+    assert resumed["valid"]["denoise"] == reference["valid"]["denoise"] and resumed["valid"]["kl"] == reference["valid"]["kl"]
+
+
+def test_pretraining_killed_mid_epoch_resumes_from_its_last_saved_step(tmp_path, structures_file, monkeypatch, caplog):
+    settings = ("optim.epochs=2", "optim.checkpoint_steps=2")  # 5 steps per epoch
+    reference = pretrain(pretrain_config(tmp_path / "a", structures_file, *settings), progress=False)
+    restore = interrupt(monkeypatch, Pretrainer, "objective", at_call=4)  # killed in step 4, after the save at step 2
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(pretrain_config(tmp_path / "b", structures_file, *settings), progress=False)
+    restore()
+    assert not (tmp_path / "b" / "pt" / "log.csv").read_text().count("\n") > 1  # no epoch was finished
+    with caplog.at_level("INFO", logger="anids_md"):
+        resumed = pretrain(pretrain_config(tmp_path / "b", structures_file, *settings), progress=False)
+    assert "from step 2 of 10 (epoch 0)" in caplog.text  # steps 1-2 were not redone
+    assert resumed["steps"] == reference["steps"] == 10
     assert resumed["valid"]["denoise"] == reference["valid"]["denoise"] and resumed["valid"]["kl"] == reference["valid"]["kl"]

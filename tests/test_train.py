@@ -8,7 +8,7 @@ from anids_md.checkpoint import load_checkpoint
 from anids_md.evaluation import evaluate
 from anids_md.train import Trainer, load_config, train
 
-from .conftest import emt_frames, interrupt_validation
+from .conftest import emt_frames, interrupt
 
 TINY_MODEL = ["model.channels=8", "model.layers=2", "model.lmax=1", "model.cutoff=4.0", "model.radial_hidden=16", "model.readout_hidden=8"]
 
@@ -47,7 +47,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, frames_fi
     extra = ("optim.epochs=4", f"noise={noise}", "denoise.probability=1")
     reference = train(tiny_run(tmp_path / "a", frames_file, *extra), progress=False)
 
-    restore = interrupt_validation(monkeypatch, Trainer, at_call=3)  # killed during the third epoch's validation
+    restore = interrupt(monkeypatch, Trainer, "validate", at_call=3)  # killed during the third epoch's validation
     with pytest.raises(KeyboardInterrupt):
         train(tiny_run(tmp_path / "b", frames_file, *extra), progress=False)
     restore()

@@ -1,9 +1,10 @@
-"""The force field: element embedding, equivariant interaction blocks, an energy head
-(forces by autograd) and a per-atom vector head (the denoising head)."""
+"""The force field: element embedding, equivariant interaction blocks and an energy head
+(forces by autograd). A denoising head (nn/denoising_head.py) can read the same features."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from typing import NamedTuple
 
 import torch
 from e3nn import o3
@@ -49,6 +50,15 @@ class ModelConfig:
         return cls(**d)
 
 
+class EdgeEmbedding(NamedTuple):
+    """What every block reads of the edges: spherical harmonics (D, E, 1), radial features
+    (E, radial_hidden) and the smooth cutoff envelope (E,)."""
+
+    sh: torch.Tensor
+    radial: torch.Tensor
+    envelope: torch.Tensor
+
+
 class Encoder(nn.Module):
     """Element embedding and equivariant interaction blocks: atoms in, per-atom features out.
     The force field and the noise generator are both built on it."""
@@ -77,22 +87,22 @@ class Encoder(nn.Module):
             raise ValueError(f"the model does not know elements with atomic numbers {unknown}; it knows {self.config.elements}")
         return idx
 
-    def features(self, graph: AtomicGraph, species: torch.Tensor, node_features: torch.Tensor | None = None) -> torch.Tensor:
-        """Final per-atom features (D, N, C), D = (lmax+1)^2. `node_features` (D', N, C), if given,
-        is added to the initial embedding (force encoding in denoising fine-tuning)."""
+    def edge_embedding(self, graph: AtomicGraph) -> EdgeEmbedding:
         i, j = graph.edge_index
         vectors = graph.positions[j] - graph.positions[i] + graph.shifts
         r = vectors.norm(dim=-1)
         sh = o3.spherical_harmonics(list(range(self.config.lmax + 1)), vectors, normalize=True, normalization="component")
-        sh = sh.T.unsqueeze(-1)  # (D, E, 1)
-        radial = self.radial_mlp(self.radial_basis(r))
-        envelope = self.envelope(r)
+        return EdgeEmbedding(sh.T.unsqueeze(-1), self.radial_mlp(self.radial_basis(r)), self.envelope(r))
+
+    def features(self, graph: AtomicGraph, species: torch.Tensor, edges: EdgeEmbedding, node_features: torch.Tensor | None = None) -> torch.Tensor:
+        """Final per-atom features (D, N, C), D = (lmax+1)^2. `node_features` (D', N, C), if given,
+        is added to the initial embedding (force encoding in denoising fine-tuning)."""
         x = self.embedding(species).unsqueeze(0)  # (1, N, C): scalars only
         if node_features is not None:
             x = fit_components(x, len(node_features)) + node_features
         inv_avg = 1.0 / self.config.avg_num_neighbors
         for block in self.blocks:
-            x = block(x, species, graph.edge_index, sh, radial, envelope, inv_avg)
+            x = block(x, species, graph.edge_index, edges.sh, edges.radial, edges.envelope, inv_avg)
         return x
 
 
@@ -104,7 +114,6 @@ class ForceField(Encoder):
         c = config
         self.register_buffer("reference_energies", self._reference_energy_table(), persistent=False)
         self.energy_head = nn.Sequential(nn.Linear(c.channels, c.readout_hidden), nn.SiLU(), nn.Linear(c.readout_hidden, 1))
-        self.vector_head = nn.Linear(c.channels, 1, bias=False)  # acts on degree-1 features only
 
     def _reference_energy_table(self) -> torch.Tensor:
         c = self.config
@@ -124,19 +133,23 @@ class ForceField(Encoder):
         c = self.config
         return (c.force_scale * e + c.energy_shift).double() + self.reference_energies[species]
 
-    def forward(self, graph: AtomicGraph, compute_forces: bool = True, training: bool = False, node_features=None) -> dict:
+    def forward(self, graph: AtomicGraph, compute_forces: bool = True, training: bool = False, node_features=None,
+                denoiser: nn.Module | None = None) -> dict:
         """Returns `energy` (n_structures,) and `energies` (N,) in eV, both float64; `forces`
-        (N, 3) in eV/Å; `vectors` (N, 3), the vector head's output. `training` keeps the graph
-        of the forces for a second derivative (force loss)."""
+        (N, 3) in eV/Å; with a `denoiser` (a DenoisingHead), its per-atom `vectors` (N, 3).
+        `training` keeps the graph of the forces for a second derivative (force loss)."""
         species = self.element_indices(graph.numbers)
         positions = graph.positions
         if compute_forces and not positions.requires_grad:
             positions = positions.detach().requires_grad_(True)
             graph = replace(graph, positions=positions)
-        x = self.features(graph, species, node_features)
+        edges = self.edge_embedding(graph)
+        x = self.features(graph, species, edges, node_features)
         energies = self.atomic_energies(species, x)
         energy = energies.new_zeros(graph.n_structures).index_add(0, graph.batch, energies)
-        out = {"energy": energy, "energies": energies, "vectors": self.vector_head(x[1:4]).squeeze(-1).T}
+        out = {"energy": energy, "energies": energies}
+        if denoiser is not None:
+            out["vectors"] = denoiser(x, species, graph.edge_index, edges, 1.0 / self.config.avg_num_neighbors)
         if compute_forces:
             (gradient,) = torch.autograd.grad(energy.sum(), positions, create_graph=training)
             out["forces"] = -gradient

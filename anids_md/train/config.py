@@ -47,6 +47,9 @@ class OptimConfig:
     ema_decay: float = 0.99
     grad_clip: float = 10.0
     patience: int = 100  # epochs without validation improvement before stopping
+    # Also save the resumable state every this many steps inside an epoch (long epochs, such as
+    # pretraining on all of QM9); by default only at the end of each epoch.
+    checkpoint_steps: int | None = None
 
     def __post_init__(self):
         if self.loss not in ("mse", "dens"):

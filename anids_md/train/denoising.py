@@ -1,8 +1,9 @@
 """Energy + force training with auxiliary denoising (docs/method.md): in a share p of the
 structures, a share r of the atoms is displaced by the frozen noise model, scaled to a mean of
-σ; those atoms get force encoding and a denoising target. `dens` mode fits everything in one
-pass (the energy target stays the original structure's, forces are fitted on the other atoms);
-`separate` mode fits the clean batch as plain training does and the noisy copy only through the
+σ; those atoms get force encoding and a denoising target, predicted by a denoising head (an
+interaction block of its own). `dens` mode fits everything in one pass (the energy target stays
+the original structure's, forces are fitted on the other atoms); `separate` mode fits the clean
+batch as plain training does and a noisy copy of the chosen structures only through the
 denoising loss. λ_denoise decays linearly to 0."""
 
 from __future__ import annotations
@@ -11,17 +12,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import load_generator
-from ..data import AtomicGraph, rebuild_edges
-from ..nn import ForceField
+from ..checkpoint import load_denoising_head, load_generator
+from ..data import AtomicGraph, collate, rebuild_edges
+from ..nn import DenoisingHead, ForceField
 from ..noise import Covariances, ForceEncoding, NoiseConfig, corrupt, structure_covariances
 from .config import TrainConfig
 from .losses import energy_force_loss, scalar_error, vector_error
 
 
 class AuxiliaryDenoising(nn.Module):
-    """The trained force-encoding weights, and each training structure's noise covariances,
-    computed once: the generator is frozen and reads only the clean structure."""
+    """The trained force encoding and denoising head (from `init` when it holds one), and each
+    training structure's noise covariances, computed once: the generator is frozen and reads
+    only the clean structure."""
 
     def __init__(self, config: TrainConfig, model: ForceField, train_graphs: list[AtomicGraph]):
         super().__init__()
@@ -29,6 +31,7 @@ class AuxiliaryDenoising(nn.Module):
         self.probability, self.atom_ratio, self.weight, self.mode = d.probability, d.atom_ratio, d.weight, d.mode
         self.form = config.optim.loss
         self.cutoff = model.config.cutoff
+        self.graphs = train_graphs
         generator = None
         if config.noise != "fixed":
             source = d.generator or config.init
@@ -46,6 +49,7 @@ class AuxiliaryDenoising(nn.Module):
             factor = (d.sigma / self.mean_noise_scale()) ** 2
             self.covariances = [c * factor for c in self.covariances]
         self.force_encoding = ForceEncoding(model.config.channels, model.config.lmax)
+        self.head = (load_denoising_head(config.init, model.config) if config.init else None) or DenoisingHead(model.config)
 
     @torch.no_grad()
     def _covariance(self, graph: AtomicGraph, generator) -> torch.Tensor:
@@ -66,31 +70,35 @@ class AuxiliaryDenoising(nn.Module):
         share of training done (λ_denoise = weight·(1 − progress))."""
         chosen = rng.random(batch.n_structures) < self.probability
         picked = chosen[batch.batch.cpu().numpy()] & (rng.random(batch.n_atoms) < self.atom_ratio)
-        mask = torch.from_numpy(picked).to(batch.positions.device)
-        atoms = torch.nonzero(mask).squeeze(-1)
-        scale = model.config.force_scale
         weight = self.weight * max(0.0, 1.0 - progress)
         if self.mode == "separate":
             losses = energy_force_loss(model, batch, energy_weight, forces_weight, self.form)
             denoise = losses["loss"].new_zeros(())
-            if len(atoms):
-                graph, target, features = self._corrupt(batch, indices, atoms, mask, scale, noise_rng)
-                vectors = model(graph, compute_forces=False, node_features=features)["vectors"]
+            if picked.any():  # the noisy pass needs only the chosen structures
+                noisy = [i for i, c in zip(indices, chosen) if c]
+                sub = collate([self.graphs[i] for i in noisy]).to(dtype=batch.positions.dtype)
+                mask = torch.from_numpy(picked[chosen[batch.batch.cpu().numpy()]]).to(sub.positions.device)
+                graph, target, features, atoms = self._corrupt(model, sub, noisy, mask, noise_rng)
+                vectors = model(graph, compute_forces=False, node_features=features, denoiser=self.head)["vectors"]
                 denoise = vector_error(vectors[atoms] - target, self.form)
             return {**losses, "loss": losses["loss"] + weight * denoise, "denoise": denoise.detach()}
-        graph, target, features = batch, None, None
-        if len(atoms):
-            graph, target, features = self._corrupt(batch, indices, atoms, mask, scale, noise_rng)
-        out = model(graph, compute_forces=True, training=True, node_features=features)
+        mask = torch.from_numpy(picked).to(batch.positions.device)
+        graph, target, features, atoms = self._corrupt(model, batch, indices, mask, noise_rng)
+        out = model(graph, compute_forces=True, training=True, node_features=features, denoiser=self.head if len(atoms) else None)
+        scale = model.config.force_scale
         energy_loss = scalar_error(((out["energy"] - batch.energy) / scale).to(out["forces"].dtype), self.form)
         forces_loss = vector_error((out["forces"] - batch.forces)[~mask] / scale, self.form)
-        denoise = vector_error(out["vectors"][atoms] - target, self.form) if target is not None else energy_loss.new_zeros(())
+        denoise = vector_error(out["vectors"][atoms] - target, self.form) if len(atoms) else energy_loss.new_zeros(())
         total = energy_weight * energy_loss + forces_weight * forces_loss + weight * denoise
         return {"loss": total, "energy": energy_loss.detach(), "forces": forces_loss.detach(), "denoise": denoise.detach()}
 
-    def _corrupt(self, batch: AtomicGraph, indices, atoms: torch.Tensor, mask: torch.Tensor, scale: float, noise_rng):
-        """The batch (of training structures `indices`) with `atoms` displaced, their denoising
-        targets, and the force encoding."""
+    def _corrupt(self, model: ForceField, batch: AtomicGraph, indices, mask: torch.Tensor, noise_rng):
+        """The batch (of training structures `indices`) with the atoms in `mask` displaced, their
+        denoising targets, the force encoding, and the displaced atoms' indices."""
+        atoms = torch.nonzero(mask).squeeze(-1)
+        if not len(atoms):
+            return batch, batch.positions.new_zeros(0, 3), None, atoms
         cov = torch.cat([self.covariances[i] for i in indices])
         corruption = corrupt(self.noise, batch, Covariances(cov, None), atoms, self.cutoff, noise_rng)
-        return corruption.graph, corruption.target, self.force_encoding(batch.forces / scale, mask)
+        features = self.force_encoding(batch.forces / model.config.force_scale, mask)
+        return corruption.graph, corruption.target, features, atoms

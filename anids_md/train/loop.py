@@ -48,7 +48,9 @@ class TrainingLoop:
         self.noise_rng = torch.Generator(device=device)
         run_dir.mkdir(parents=True, exist_ok=True)
         self.state_path = run_dir / "state.safetensors"
-        self.progress_state = {"step": 0, "epoch": 0, "best_valid": float("inf"), "epochs_since_best": 0, "wall_s": 0.0}
+        # batches_done: of the current epoch, so a run saved mid-epoch resumes where it stopped
+        self.progress_state = {"step": 0, "epoch": 0, "batches_done": 0, "best_valid": float("inf"), "epochs_since_best": 0,
+                               "wall_s": 0.0}
 
     def _schedule(self, first_step: int):
         """Warm-up + cosine learning rate, starting at `first_step`."""
@@ -69,7 +71,9 @@ class TrainingLoop:
         order = np.random.default_rng([self.seed, epoch]).permutation(self.n_train)
         mine = order[self.rank :: self.world][: self.per_rank]
         sums, n = {}, 0
-        for start in range(0, len(mine), o.batch_size):
+        clock = time.perf_counter()
+        starts = range(0, len(mine), o.batch_size)
+        for start in starts[p.get("batches_done", 0):]:
             if p["step"] >= self.total_steps:
                 break
             losses = self.objective(mine[start : start + o.batch_size], p["step"], self.rngs(p["step"]))
@@ -80,11 +84,18 @@ class TrainingLoop:
             self.scheduler.step()
             self.ema.update(self.averaged)
             p["step"] += 1
+            p["batches_done"] = p.get("batches_done", 0) + 1
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             n += 1
             if bar is not None:
                 bar.update(1)
+            if o.checkpoint_steps and p["step"] % o.checkpoint_steps == 0 and self.rank == 0:
+                p["wall_s"] += time.perf_counter() - clock
+                clock = time.perf_counter()
+                save_state(self.state_path, self.trainable, self.ema, self.optimizer, p)
+        p["wall_s"] += time.perf_counter() - clock
+        p["batches_done"] = 0
         return {k: v / max(n, 1) for k, v in sums.items()}
 
     def resume(self) -> None:
@@ -108,10 +119,8 @@ class TrainingLoop:
         bar = tqdm(total=self.total_steps, initial=p["step"], disable=not self.show_progress, desc=self.name, unit="step")
         # Early stopping is decided on rank 0 alone, so a data-parallel run keeps to the step budget.
         while p["step"] < self.total_steps and (p["epochs_since_best"] < o.patience or self.world > 1):
-            start = time.perf_counter()
             train = self.train_epoch(p["epoch"], bar)
             p["epoch"] += 1
-            p["wall_s"] += time.perf_counter() - start
             if self.rank != 0:
                 continue
             valid = self.validate()

@@ -5,6 +5,7 @@ molecule corrupted, no labels; the noise generator and the denoiser train togeth
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -16,29 +17,31 @@ from torch import nn
 from ..atomic import write_text_atomically
 from ..checkpoint import PRETRAINING_KIND, save_checkpoint
 from ..data import collate, graph_from_atoms, random_split, read_qm9, read_structures
-from ..nn import ForceField
+from ..nn import DenoisingHead, ForceField
 from ..nn.generator import NoiseGenerator
-from ..noise import NoiseConfig, corrupt, masked_mean, regulariser, structure_covariances
+from ..noise import NoiseConfig, corrupt, regulariser, structure_covariances
 from ..runtime import resolve_device, resolve_dtype
 from .config import PretrainConfig, config_to_dict
+from .losses import vector_error
 from .loop import TrainingLoop
 from .run_dir import claim_run_dir
 
 
 class DenoisingPretraining(nn.Module):
-    """Denoiser (a ForceField's vector head) and generator as one module, whose forward is the
-    pretraining loss of a batch: what DistributedDataParallel wraps."""
+    """Denoiser (a ForceField's trunk and a denoising head) and generator as one module, whose
+    forward is the pretraining loss of a batch: what DistributedDataParallel wraps."""
 
-    def __init__(self, force_field: ForceField, generator: NoiseGenerator | None, noise: NoiseConfig):
+    def __init__(self, force_field: ForceField, generator: NoiseGenerator | None, noise: NoiseConfig, loss_form: str):
         super().__init__()
-        self.force_field, self.generator, self.noise = force_field, generator, noise
+        self.force_field, self.generator, self.noise, self.loss_form = force_field, generator, noise, loss_form
+        self.head = DenoisingHead(force_field.config)
 
     def forward(self, batch, rng: torch.Generator | None = None) -> dict:
         cov = structure_covariances(self.noise, batch, self.generator)
         atoms = torch.arange(batch.n_atoms, device=batch.positions.device)
         corruption = corrupt(self.noise, batch, cov, atoms, self.force_field.config.cutoff, rng)
-        predicted = self.force_field(corruption.graph, compute_forces=False)["vectors"]
-        denoise = masked_mean((predicted - corruption.target).pow(2))
+        predicted = self.force_field(corruption.graph, compute_forces=False, denoiser=self.head)["vectors"]
+        denoise = vector_error(predicted - corruption.target, self.loss_form)
         loss = denoise + regulariser(self.noise, corruption)
         return {"loss": loss, "denoise": denoise.detach(), "kl": corruption.kl.detach(), "hinge": corruption.hinge.detach()}
 
@@ -78,7 +81,7 @@ class Pretrainer(TrainingLoop):
             raise FileNotFoundError(f"missing input files: data.source={config.data.source}")
         self.device, self.dtype = resolve_device(config.device), resolve_dtype(config.dtype)
         claim_run_dir(config, writer=os.environ.get("RANK", "0") == "0")
-        self.config = config
+        config = self.config = copy.deepcopy(config)  # resolved below (elements, neighbours); the caller's stays as given
         if self.device.type == "cuda" and "LOCAL_RANK" in os.environ:
             self.device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         rank, world = init_distributed(self.device)
@@ -99,7 +102,8 @@ class Pretrainer(TrainingLoop):
         config.model.elements, config.model.avg_num_neighbors = elements, neighbours
         config.generator.elements, config.generator.avg_num_neighbors = elements, neighbours
         generator = NoiseGenerator(config.generator) if config.noise.learned else None
-        self.pretraining = DenoisingPretraining(ForceField(config.model), generator, config.noise).to(self.device, self.dtype)
+        self.pretraining = DenoisingPretraining(ForceField(config.model), generator, config.noise, config.optim.loss)
+        self.pretraining.to(self.device, self.dtype)
         self.module = self.pretraining
         if world > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -131,15 +135,21 @@ class Pretrainer(TrainingLoop):
     def save_best(self, valid: dict) -> None:
         ema = self.ema.model
         save_checkpoint(ema.force_field, self.run_dir / "model.safetensors", training=self.training_metadata(),
-                        extra={"results": {"valid": valid}}, generator=ema.generator, noise=dataclasses.asdict(self.config.noise))
+                        extra={"results": {"valid": valid}}, generator=ema.generator, noise=dataclasses.asdict(self.config.noise),
+                        denoising_head=ema.head)
 
     def training_metadata(self) -> dict:
-        d = self.config.data
+        """What the backbone was pretrained on, and for how long (at the saved weights)."""
+        d, p = self.config.data, self.progress_state
         return {
             "kind": PRETRAINING_KIND,
             "source": d.source,
             "n_structures": self.n_structures,
             "n_valid": len(self.valid_graphs),
+            "steps": p["step"],
+            "epochs": round(p["step"] * self.config.optim.batch_size / len(self.train_graphs), 2),
+            "train_wall_s": round(p["wall_s"], 1),
+            "device": str(self.device),
             "seed": self.config.seed,
             "description": self.config.description,
             "config": config_to_dict(self.config),

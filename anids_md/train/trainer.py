@@ -3,6 +3,7 @@ clipping, validation every epoch, best-on-validation selection, early stopping a
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 from dataclasses import dataclass
@@ -123,7 +124,7 @@ class Trainer(TrainingLoop):
         check_inputs(config)
         self.device, self.dtype = resolve_device(config.device), resolve_dtype(config.dtype)
         claim_run_dir(config)
-        self.config = config
+        config = self.config = copy.deepcopy(config)  # resolved below (model from init, normalisation); the caller's stays as given
         torch.manual_seed(config.seed)
         self.data = load_datasets(config)
         initial = None

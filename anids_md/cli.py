@@ -188,8 +188,9 @@ def cmd_md(args) -> None:
 def _level(args):
     from .validate import DFTLevel
 
+    # fit's --charge/--spin default to None: the molecule's own (from SMILES), filled in by fit
     return DFTLevel(xc=args.xc, basis=args.basis, dispersion=args.dispersion, density_fit=not args.no_density_fit, grid_level=args.grid,
-                    charge=args.charge, spin=args.spin)
+                    charge=args.charge or 0, spin=args.spin or 0)
 
 
 def cmd_dft_optimize(args) -> None:
@@ -246,6 +247,22 @@ def cmd_validate(args) -> None:
         plot_comparison(rows, args.plot, f"{args.checkpoint} vs {level.label()}")
 
 
+def cmd_fit(args) -> None:
+    from .fit import FitSettings, fit
+
+    settings = FitSettings(level=_level(args), frames=args.frames, temperature_K=args.temperature, rounds=args.rounds,
+                           frames_per_round=args.frames_per_round, test_frames=args.test_frames, md_steps=args.md_steps,
+                           sampler=args.sampler, init=args.init, steps=args.steps, workers=args.workers, executor=args.executor,
+                           scheduler=args.scheduler, threads=args.threads, seed=args.seed)
+    report = fit(args.input, args.output, settings, charge=args.charge, spin=args.spin, cache_dir=args.cache, progress=not args.quiet)
+    print(f"{report.formula} at {report.level}: held-out force MAE {report.heldout_forces_mae_meV_per_A:.1f} meV/Å, "
+          f"energy MAE {report.heldout_energy_mae_meV:.1f} meV ({report.n_heldout_frames} frames)")
+    print(f"ML vs DFT minimum RMSD {report.minimum_rmsd_A:.4f} Å; NVE drift {report.nve_drift_meV_per_atom_per_ps:.3f} meV/atom/ps; "
+          f"MD at {args.temperature:g} K {'stable' if report.md_stable else 'UNSTABLE'}")
+    print(f"{report.n_dft_calls} DFT calls ({report.n_dft_computed} computed now), {report.wall_s:.0f} s; "
+          f"wrote {args.output}/model.safetensors, report.json, report.png")
+
+
 def cmd_demo(args) -> None:
     from .demo import run_demo
 
@@ -281,12 +298,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dtype", choices=["float32", "float64"], default=dtype_default,
                        help="floating-point precision" + ("" if dtype_default else " (default: float64 on CPU, float32 on GPU)"))
 
-    def add_level(p):
+    def add_level(p, from_smiles=False):
         p.add_argument("--xc", default="PBE", help="exchange-correlation functional (PySCF name)")
         p.add_argument("--basis", default="def2-SVP", help="basis set (PySCF name)")
         p.add_argument("--dispersion", choices=["d3bj"], default=None, help="dispersion correction (needs pyscf-dispersion)")
-        p.add_argument("--charge", type=int, default=0, help="total charge")
-        p.add_argument("--spin", type=int, default=0, help="2S, the number of unpaired electrons (UKS when > 0)")
+        where = "; default: from the SMILES, 0 for a file" if from_smiles else ""
+        p.add_argument("--charge", type=int, default=None if from_smiles else 0, help="total charge" + where)
+        p.add_argument("--spin", type=int, default=None if from_smiles else 0,
+                       help="2S, the number of unpaired electrons (UKS when > 0)" + where)
         p.add_argument("--grid", type=int, default=3, help="PySCF grid level")
         p.add_argument("--no-density-fit", action="store_true", help="exact Coulomb instead of RI-J")
         p.add_argument("--cache", help="folder of cached DFT results (default ~/.cache/anids-md/dft or $ANIDS_MD_CACHE)")
@@ -363,6 +382,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the table and summary")
     p.add_argument("--plot", help="PNG of the RMSDs and energy penalties")
     add_level(p)
+
+    from .fit.settings import FitSettings  # its defaults are the command's
+
+    fit_defaults = FitSettings()
+    p = command("fit", "from a SMILES string or structure to a force field validated against DFT, in one command", cmd_fit)
+    p.add_argument("input", help="SMILES string (e.g. CCO) or a structure file ASE reads")
+    p.add_argument("-o", "--output", required=True, help="output folder (model.safetensors, report.json, report.png, ...)")
+    p.add_argument("--frames", type=int, default=fit_defaults.frames, help="configurations drawn by the sampler and labelled first")
+    p.add_argument("--temperature", type=float, default=fit_defaults.temperature_K, help="K: sampling, MD rounds, stability check")
+    p.add_argument("--rounds", type=int, default=fit_defaults.rounds, help="rounds of MD with the current model, labelling and refitting")
+    p.add_argument("--frames-per-round", type=int, default=fit_defaults.frames_per_round, help="MD frames labelled and added per round")
+    p.add_argument("--test-frames", type=int, default=fit_defaults.test_frames, help="held-out frames, from MD with the final model")
+    p.add_argument("--md-steps", type=int, default=fit_defaults.md_steps, help="0.5 fs steps per MD round")
+    p.add_argument("--sampler", choices=["anids", "isotropic", "normal-modes"], default=fit_defaults.sampler,
+                   help="how the first configurations are drawn around the DFT minimum")
+    p.add_argument("--init", default=fit_defaults.init, help="pretrained backbone (checkpoint or shipped name)")
+    p.add_argument("--steps", type=int, default=fit_defaults.steps, help="optimiser steps per fit")
+    p.add_argument("--workers", type=int, default=fit_defaults.workers, help="parallel DFT labelling processes")
+    p.add_argument("--executor", choices=["local", "dask"], default=fit_defaults.executor, help="local process pool, or a Dask cluster")
+    p.add_argument("--scheduler", help="Dask scheduler address (with --executor dask)")
+    p.add_argument("--seed", type=int, default=fit_defaults.seed, help="conformers, sampling, MD and training")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_level(p, from_smiles=True)
 
     p = command("demo", "ethanol: ML vs DFT minimum (RMSD, plot) and a short NVE MD with a shipped model", cmd_demo)
     p.add_argument("--model", default="rmd17-ethanol", help="checkpoint file or shipped model name")

@@ -25,3 +25,5 @@ def energy_unit_factor(unit: str) -> float:
         raise ValueError(
             f"unknown energy unit {unit!r}; choose one of {sorted(ENERGY_UNITS_TO_EV)}"
         ) from None
+
+BOLTZMANN_EV_PER_K = 8.617333262e-5  # k_B (CODATA 2018)

@@ -1,14 +1,17 @@
-"""What the denoising objective buys (BENCHMARKS.md B): protocol rmd17-50, the same backbone,
-steps and seeds for every objective, each without and with QM9 pretraining.
+"""What the denoising objective buys (issue: denoising that pays): protocol rmd17-50 at the
+recipe's full budget, the same backbone, steps and seeds in every arm.
 
-Pretraining runs come first (`anids-md pretrain --config pretrain_qm9
-noise.kind=KIND name=qm9-KIND`, one per learned noise model and `fixed`). "With pretraining" starts
-the backbone from the pretraining of the same noise model (`none` from the anisotropic one); the
-learned objectives always take their frozen generator from that pretraining, since an untrained
-generator has no meaning. Runs go `--workers` at a time, one thread each, and a finished run
-(its summary.json) is not repeated.
+Arms: the plain recipe from scratch (baseline); the plain recipe from the anisotropic QM9
+pretraining; and auxiliary denoising with fixed, isotropic and anisotropic noise, each starting
+from its own QM9 pretraining (backbone and denoising head) and, for the learned noise, taking
+its frozen generator from it. Pretraining runs come first:
 
-    python benchmarks/ablation.py --steps 2000 --seeds 0 1
+    anids-md pretrain --config pretrain_qm9 noise.kind=KIND name=qm9-KIND     (KIND: fixed, isotropic, anisotropic)
+
+Runs go `--workers` at a time, one thread each. A finished run (its summary.json) is not
+repeated; an interrupted one resumes.
+
+    python benchmarks/ablation.py --molecules ethanol --seeds 0 1
 """
 
 from __future__ import annotations
@@ -22,10 +25,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 from common import RESULTS, machine, rmd17_dir
 
-OBJECTIVES = ["none", "fixed", "isotropic", "anisotropic", "anisotropic-add"]
-REPO = Path(__file__).resolve().parents[1]
+# (objective, pretrained): the baseline first, then what each addition brings
+ARMS = [("none", False), ("none", True), ("fixed", True), ("isotropic", True), ("anisotropic", True)]
+
+
+def arm_label(objective: str, pretrained: bool) -> str:
+    return f"{objective}, {'pretrained' if pretrained else 'scratch'}"
 
 
 def run_name(molecule: str, objective: str, pretrained: bool, seed: int) -> str:
@@ -39,12 +47,9 @@ def command(args, molecule: str, objective: str, pretrained: bool, seed: int) ->
     cmd = [sys.executable, "-m", "anids_md.cli", "train", "--config", "rmd17-50", "--quiet",
            f"name={run_name(molecule, objective, pretrained, seed)}", f"output_dir={args.runs}", f"seed={seed}", f"noise={objective}",
            f"data.train={data / f'rmd17_{molecule}_train_01.npz'}", f"data.test={data / f'rmd17_{molecule}_test_01.npz'}",
-           "data.reference_energies=pbe-def2svp", f"optim.max_steps={args.steps}",
-           f"optim.patience={args.steps}", "device=cpu"]
+           f"optim.max_steps={args.steps}", f"optim.patience={args.steps}", "device=cpu", "resume=true"]
     if pretrained:
         cmd.append(f"init={pretraining / f'qm9-{source}' / 'model.safetensors'}")
-    if objective not in ("none", "fixed"):
-        cmd.append(f"denoise.generator={pretraining / f'qm9-{objective}' / 'model.safetensors'}")
     return cmd
 
 
@@ -74,28 +79,51 @@ def run_one(args, job) -> dict:
     }
 
 
-def plot(rows: list[dict], path: Path, budget: str) -> None:
+def summarise(rows: list[dict]) -> list[dict]:
+    """Per molecule and arm: mean and standard deviation of the force MAE, its ratio to the
+    baseline and the difference in pooled standard deviations. (Training overhead is measured
+    by training_speed.py, where both objectives see the same machine state.)"""
+    out = []
+    for molecule in sorted({r["molecule"] for r in rows}):
+        def pick(arm):
+            return [r for r in rows if (r["molecule"], r["objective"], r["pretrained"]) == (molecule, *arm)]
+
+        base = pick(ARMS[0])
+        if not base:
+            continue
+        b = np.array([r["forces_mae_meV_per_A"] for r in base])
+        for arm in ARMS:
+            chosen = pick(arm)
+            if not chosen:
+                continue
+            v = np.array([r["forces_mae_meV_per_A"] for r in chosen])
+            pooled = np.sqrt((v.var(ddof=1) + b.var(ddof=1)) / 2) if len(v) > 1 and len(b) > 1 else float("nan")
+            out.append({
+                "molecule": molecule, "arm": arm_label(*arm), "n_seeds": len(v),
+                "forces_mae_mean": round(float(v.mean()), 2), "forces_mae_std": round(float(v.std(ddof=1)), 2) if len(v) > 1 else None,
+                "ratio_to_baseline": round(float(v.mean() / b.mean()), 3),
+                "difference_in_pooled_std": round(float((v.mean() - b.mean()) / pooled), 2) if pooled > 0 else None,
+            })
+    return out
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     molecules = sorted({r["molecule"] for r in rows})
-    fig, axes = plt.subplots(1, len(molecules), figsize=(5.5 * len(molecules), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(molecules), figsize=(5.5 * len(molecules), 4.2), squeeze=False)
     for ax, molecule in zip(axes[0], molecules):
-        for k, pretrained in enumerate([False, True]):
-            means, stds = [], []
-            for objective in OBJECTIVES:
-                values = [r["forces_mae_meV_per_A"] for r in rows if (r["molecule"], r["objective"], r["pretrained"]) == (molecule, objective, pretrained)]
-                means.append(np.mean(values) if values else np.nan)
-                stds.append(np.std(values) if values else 0.0)
-            x = np.arange(len(OBJECTIVES)) + (k - 0.5) * 0.38
-            ax.bar(x, means, 0.38, yerr=stds, capsize=3, label="QM9-pretrained" if pretrained else "from scratch")
-        ax.set_xticks(np.arange(len(OBJECTIVES)), OBJECTIVES, rotation=20)
+        for k, arm in enumerate(ARMS):
+            values = [r["forces_mae_meV_per_A"] for r in rows if (r["molecule"], r["objective"], r["pretrained"]) == (molecule, *arm)]
+            if values:
+                ax.bar(k, np.mean(values), yerr=np.std(values, ddof=1) if len(values) > 1 else 0, capsize=3, color=f"C{k}")
+                ax.plot([k] * len(values), values, "k.", ms=4)
+        ax.set_xticks(range(len(ARMS)), [arm_label(*a) for a in ARMS], rotation=25, ha="right", fontsize=8)
         ax.set(title=f"{molecule}, rmd17-50", ylabel="test force MAE (meV/Å)")
-        ax.legend(fontsize=8)
-    fig.suptitle(budget, fontsize=9)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -103,33 +131,42 @@ def plot(rows: list[dict], path: Path, budget: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--molecules", nargs="+", default=["aspirin", "ethanol"])
-    parser.add_argument("--objectives", nargs="+", default=OBJECTIVES)
+    parser.add_argument("--molecules", nargs="+", default=["ethanol", "aspirin"])
+    parser.add_argument("--arms", nargs="+", default=[arm_label(*a) for a in ARMS], choices=[arm_label(*a) for a in ARMS])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--steps", type=int, default=10000, help="optimiser steps per run (the rmd17-50 recipe's budget)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--data", help="folder of the rMD17 split files (default $ANIDS_RMD17 or ../shared/data/rmd17)")
     parser.add_argument("--pretrained", default="runs", help="folder holding the qm9-KIND pretraining runs")
     parser.add_argument("--runs", default="runs/ablation")
-    parser.add_argument("--out", default=str(RESULTS / "ablation_rmd17-50.json"))
+    parser.add_argument("--out", default=str(RESULTS / "ablation_rmd17-50"))
     args = parser.parse_args()
 
-    jobs = [(m, o, p, s) for m in args.molecules for s in args.seeds for p in (False, True) for o in args.objectives]
+    arms = [a for a in ARMS if arm_label(*a) in args.arms]
+    jobs = [(m, *a, s) for m in args.molecules for s in args.seeds for a in arms]
     start = time.perf_counter()
     with ThreadPoolExecutor(args.workers) as pool:
         rows = list(pool.map(lambda job: run_one(args, job), jobs))
-    budget = (f"{args.steps} optimiser steps per run (batch 5), seeds {args.seeds}, {args.workers} runs at a time with 1 thread each "
-              f"on {machine()['cpu']}; {time.perf_counter() - start:.0f} s for this invocation")
-    Path(args.out).write_text(json.dumps(rows, indent=2))
-    Path(args.out).with_name(Path(args.out).stem + "_budget.json").write_text(json.dumps({"budget": budget, "machine": machine()}, indent=2))
-    plot(rows, Path(args.out).with_suffix(".png"), budget)
-    print(budget)
-    for molecule in args.molecules:
-        for pretrained in (False, True):
-            for objective in args.objectives:
-                values = [r["forces_mae_meV_per_A"] for r in rows if (r["molecule"], r["objective"], r["pretrained"]) == (molecule, objective, pretrained)]
-                print(f"{molecule:8s} {objective:16s} {'pretrained' if pretrained else 'scratch':10s} "
-                      f"force MAE {sum(values) / len(values):7.2f} meV/Å  ({', '.join(f'{v:.2f}' for v in values)})")
+    previous = Path(args.out + ".json")
+    if previous.exists():  # keep rows of other molecules or arms measured before
+        kept = [r for r in json.loads(previous.read_text()).get("rows", [])
+                if (r["molecule"], r["objective"], r["pretrained"], r["seed"]) not in {j for j in jobs}]
+        rows = kept + rows
+    pretraining = {}
+    for kind in ("fixed", "isotropic", "anisotropic"):
+        summary = Path(args.pretrained) / f"qm9-{kind}" / "summary.json"
+        if summary.exists():
+            s = json.loads(summary.read_text())
+            pretraining[kind] = {k: s.get(k) for k in ("steps", "epochs", "train_wall_s", "valid")}
+    out = {
+        "machine": machine(), "protocol": "rmd17-50", "steps": args.steps, "workers": args.workers,
+        "wall_s_this_invocation": round(time.perf_counter() - start), "pretraining": pretraining,
+        "summary": summarise(rows), "rows": rows,
+    }
+    Path(args.out + ".json").write_text(json.dumps(out, indent=2))
+    plot(rows, Path(args.out + ".png"), f"rmd17-50, {args.steps} steps, test_01 (1000 frames), {args.workers} runs at a time, 1 thread each")
+    for s in out["summary"]:
+        print(json.dumps(s))
 
 
 if __name__ == "__main__":

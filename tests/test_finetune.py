@@ -174,3 +174,16 @@ def test_train_command_fine_tunes_with_each_objective(tmp_path, frames_file, pre
         main(["--debug", "train", "--config", "rmd17-50", "--quiet", "name=x", f"init={init}", "noise=isotropic", *common])
     with pytest.raises(ValueError, match="needs a pretrained generator"):
         main(["--debug", "train", "--config", "rmd17-50", "--quiet", "name=y", "noise=anisotropic", *common])
+
+
+def test_denoising_recipe_runs_from_the_shipped_pretraining(tmp_path):
+    import json
+    from pathlib import Path
+
+    frames = Path(__file__).parent / "data" / "rmd17_ethanol_test_01_first32.npz"
+    main(["--debug", "train", "--config", "rmd17-50-anids", "--quiet", f"output_dir={tmp_path}", "name=recipe", "seed=1",
+                 f"data.train={frames}", f"data.test={frames}", "data.reference_energies=pbe-def2svp",
+                 "data.protocol=null", "data.n_valid=8", "optim.max_steps=4", "device=cpu"])  # 32 frames: too few for rmd17-50
+    summary = json.loads((tmp_path / "recipe" / "summary.json").read_text())
+    assert summary["init"] == "qm9-anids" and summary["noise"] == "anisotropic" and summary["steps"] == 4
+    assert summary["noise_scale_A"] == pytest.approx(0.05, rel=1e-6) and summary["test"]["forces_mae_meV_per_A"] > 0

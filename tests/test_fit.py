@@ -1,0 +1,88 @@
+"""`fit`: SMILES to a validated force field, on water with a minimal basis and a few frames."""
+
+import json
+
+import numpy as np
+import pytest
+from ase.build import molecule
+
+from anids_md.calculator import AniDSCalculator
+from anids_md.fit import FitSettings, fit, molecule_from_smiles, sample_configurations
+from anids_md.fit.sampling import hessian_displacements, hessian_from_forces, thermal_amplitude_A
+from anids_md.validate.dft import DFTLevel
+
+FAST = DFTLevel(xc="PBE", basis="sto-3g", density_fit=False, grid_level=1)
+
+
+def test_smiles_gives_the_lowest_conformer_with_charge_and_spin():
+    ethanol = molecule_from_smiles("CCO")
+    assert ethanol.atoms.get_chemical_formula() == "C2H6O" and (ethanol.charge, ethanol.spin) == (0, 0)
+    assert molecule_from_smiles("CC(=O)[O-]").charge == -1 and molecule_from_smiles("C[CH2]").spin == 1
+    d = ethanol.atoms.get_all_distances()
+    assert 1.4 < d[0, 1] < 1.6  # a C-C bond from MMFF94
+
+
+@pytest.mark.parametrize("smiles, message", [("C1CC", "invalid SMILES"), ("[Na+].[Cl-]", "disconnected fragments")])
+def test_bad_smiles_are_named(smiles, message):
+    with pytest.raises(ValueError, match=message):
+        molecule_from_smiles(smiles)
+
+
+def test_elements_outside_the_backbone_are_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"elements \['S'\]"):
+        fit("CS", tmp_path, FitSettings(level=FAST), cache_dir=tmp_path / "cache", progress=False)
+
+
+def test_samplers_keep_their_amplitude_and_shape():
+    water = molecule("H2O")
+    iso = sample_configurations(water, 400, "isotropic", 500.0, seed=0)
+    displacement = np.array([a.positions - water.positions for a in iso])
+    assert displacement.std() == pytest.approx(thermal_amplitude_A(500.0), rel=0.05)
+    anids = np.array([a.positions - water.positions for a in sample_configurations(water, 400, "anids", 500.0, seed=0)])
+    assert np.sqrt((anids**2).mean(axis=(0, 2))).mean() == pytest.approx(thermal_amplitude_A(500.0), rel=0.1)
+    # A harmonic model with a known Hessian: normal-mode sampling gives kT/k per mode.
+    k = 20.0  # eV/Å², one spring between the two atoms of a dimer
+    dimer = molecule("CO")
+    frames = hessian_displacements(dimer)
+    forces = []
+    for f in frames:
+        r = f.positions[1] - f.positions[0]
+        stretch = np.linalg.norm(r) - np.linalg.norm(dimer.positions[1] - dimer.positions[0])
+        pull = k * stretch * r / np.linalg.norm(r)
+        forces.append(np.array([pull, -pull]))
+    hessian = hessian_from_forces(forces)
+    samples = sample_configurations(dimer, 4000, "normal-modes", 300.0, seed=1, hessian=hessian)
+    bond = np.array([np.linalg.norm(a.positions[1] - a.positions[0]) for a in samples]) - dimer.get_distance(0, 1)
+    assert bond.var() == pytest.approx(8.617333262e-5 * 300.0 / k, rel=0.1)
+
+
+def test_fit_water_end_to_end(tmp_path):
+    settings = FitSettings(level=FAST, frames=12, rounds=1, frames_per_round=4, test_frames=4, md_steps=40, steps=30,
+                           nve_steps=40, workers=2, temperature_K=300.0)
+    report = fit("O", tmp_path / "water", settings, cache_dir=tmp_path / "cache", progress=False)
+    saved = json.loads((tmp_path / "water" / "report.json").read_text())
+    for key in ("heldout_forces_mae_meV_per_A", "heldout_energy_mae_meV", "minimum_rmsd_A", "nve_drift_meV_per_atom_per_ps",
+                "md_stable", "n_dft_calls", "wall_s", "level"):
+        assert key in saved
+    assert saved["level"] == "PBE/sto-3g" and report.n_train_frames == 16 and report.n_heldout_frames == 4
+    assert report.n_dft_calls == report.n_dft_computed > 24  # optimisation steps + 12 + 4 + 4 single points
+    assert np.isfinite(report.heldout_forces_mae_meV_per_A) and report.minimum_rmsd_A < 0.2
+    calc = AniDSCalculator(tmp_path / "water" / "model.safetensors")
+    minimum = molecule("H2O")
+    minimum.calc = calc
+    assert np.isfinite(minimum.get_potential_energy())
+    assert (tmp_path / "water" / "report.png").stat().st_size > 0 and (tmp_path / "water" / "ml_minimum.xyz").exists()
+    # Started again, everything comes from the cache and the finished fits.
+    again = fit("O", tmp_path / "water", settings, cache_dir=tmp_path / "cache", progress=False)
+    assert again.n_dft_computed == 0 and again.heldout_forces_mae_meV_per_A == pytest.approx(report.heldout_forces_mae_meV_per_A)
+
+
+def test_fit_command_names_bad_input(capsys):
+    from anids_md.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["fit", "C1CC", "-o", "unused"])
+    assert "invalid SMILES 'C1CC'" in str(stop.value)
+    with pytest.raises(SystemExit) as stop:
+        main(["fit", "CCO", "-o", "unused", "--charge", "1"])
+    assert "--charge 1 contradicts the SMILES 'CCO'" in str(stop.value)

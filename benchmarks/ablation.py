@@ -164,7 +164,8 @@ def main() -> None:
         "summary": summarise(rows), "rows": rows,
     }
     Path(args.out + ".json").write_text(json.dumps(out, indent=2))
-    plot(rows, Path(args.out + ".png"), f"rmd17-50, {args.steps} steps, test_01 (1000 frames), {args.workers} runs at a time, 1 thread each")
+    plot(rows, Path(args.out + ".png"),
+         f"rmd17-50, {args.steps} steps, test_01 (1000 frames), {args.workers} runs at a time, 1 thread each")
     for s in out["summary"]:
         print(json.dumps(s))
 

@@ -102,7 +102,8 @@ def fit(source: str | Molecule, out_dir: str | Path, settings: FitSettings | Non
     try:
         hessian = None
         if s.sampler == "normal-modes":
-            displaced, computed = label_structures(hessian_displacements(minimum.atoms), level, executor, cache_dir, progress, "DFT Hessian")
+            displaced, computed = label_structures(hessian_displacements(minimum.atoms), level, executor, cache_dir, progress,
+                                                   "DFT Hessian")
             hessian = hessian_from_forces([a.get_forces() for a in displaced])
             n_calls, n_computed = n_calls + len(displaced), n_computed + computed
         proposals = sample_configurations(minimum.atoms, s.frames, s.sampler, s.temperature_K, s.seed, s.init, hessian)

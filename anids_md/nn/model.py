@@ -94,7 +94,8 @@ class Encoder(nn.Module):
         sh = o3.spherical_harmonics(list(range(self.config.lmax + 1)), vectors, normalize=True, normalization="component")
         return EdgeEmbedding(sh.T.unsqueeze(-1), self.radial_mlp(self.radial_basis(r)), self.envelope(r))
 
-    def features(self, graph: AtomicGraph, species: torch.Tensor, edges: EdgeEmbedding, node_features: torch.Tensor | None = None) -> torch.Tensor:
+    def features(self, graph: AtomicGraph, species: torch.Tensor, edges: EdgeEmbedding,
+                 node_features: torch.Tensor | None = None) -> torch.Tensor:
         """Final per-atom features (D, N, C), D = (lmax+1)^2. `node_features` (D', N, C), if given,
         is added to the initial embedding (force encoding in denoising fine-tuning)."""
         x = self.embedding(species).unsqueeze(0)  # (1, N, C): scalars only

@@ -22,8 +22,8 @@ from ..nn.generator import NoiseGenerator
 from ..noise import NoiseConfig, corrupt, regulariser, structure_covariances
 from ..runtime import resolve_device, resolve_dtype
 from .config import PretrainConfig, config_to_dict
-from .losses import vector_error
 from .loop import TrainingLoop
+from .losses import vector_error
 from .run_dir import claim_run_dir
 
 

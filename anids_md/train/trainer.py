@@ -32,8 +32,8 @@ from ..runtime import resolve_device, resolve_dtype
 from ..units import MEV_PER_EV
 from .config import TrainConfig, config_to_dict
 from .denoising import AuxiliaryDenoising
-from .losses import energy_force_loss
 from .loop import TrainingLoop
+from .losses import energy_force_loss
 from .run_dir import claim_run_dir
 
 

@@ -86,3 +86,23 @@ def test_fit_command_names_bad_input(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["fit", "CCO", "-o", "unused", "--charge", "1"])
     assert "--charge 1 contradicts the SMILES 'CCO'" in str(stop.value)
+
+
+def test_labelling_on_a_dask_cluster_matches_the_direct_calculation(tmp_path):
+    from distributed import LocalCluster
+
+    from anids_md.fit.labelling import label_structures, make_executor
+    from anids_md.validate.dft import dft_single_point
+
+    frames = [molecule("H2O")]
+    frames.append(frames[0].copy())
+    frames[1].positions[0, 2] += 0.05
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+        executor = make_executor("dask", scheduler=cluster.scheduler_address)
+        labelled, computed = label_structures(frames, FAST, executor, tmp_path, progress=False)
+        executor.shutdown()
+    assert computed == 2
+    for atoms, frame in zip(labelled, frames):
+        direct = dft_single_point(frame, FAST, cache_dir=tmp_path / "direct")
+        assert atoms.get_potential_energy() == pytest.approx(direct.energy_eV, abs=1e-8)
+        np.testing.assert_allclose(atoms.get_forces(), direct.forces_eV_per_A, atol=1e-7)

@@ -35,12 +35,27 @@ def make_executor(kind: str = "local", workers: int = 1, threads: int = 1, sched
     if kind == "dask":
         if not scheduler:
             raise ValueError("the dask executor needs the address of a running scheduler (--scheduler tcp://HOST:8786)")
+        return DaskExecutor(scheduler)
+    raise ValueError(f"unknown executor {kind!r}; choose one of {EXECUTORS}")
+
+
+class DaskExecutor(Executor):
+    """The executor of a Dask cluster's client; shutting it down also closes the client."""
+
+    def __init__(self, scheduler: str):
         try:
             from distributed import Client
         except ImportError:
             raise ImportError("the dask executor needs Dask: pip install 'anids-md[dask]'") from None
-        return Client(scheduler).get_executor()
-    raise ValueError(f"unknown executor {kind!r}; choose one of {EXECUTORS}")
+        self.client = Client(scheduler)
+        self.executor = self.client.get_executor()
+
+    def submit(self, fn, /, *args, **kwargs):
+        return self.executor.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, **kwargs) -> None:
+        self.executor.shutdown(wait=wait)
+        self.client.close()
 
 
 def label_structures(frames: list[Atoms], level: DFTLevel, executor: Executor, cache_dir: str | Path | None = None,

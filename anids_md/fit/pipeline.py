@@ -117,7 +117,7 @@ def fit(source: str | Molecule, out_dir: str | Path, settings: FitSettings | Non
         for round_index in range(1, s.rounds + 2):  # the extra pass gives the held-out frames
             last = round_index == s.rounds + 1
             count = s.test_frames if last else s.frames_per_round
-            md_frames = _md_frames(model_path, minimum.atoms, s, count, out / f"md_round{round_index}.extxyz", round_index)
+            md_frames = _md_frames(model_path, minimum.atoms, s, count, out / f"md_round{round_index}.extxyz", round_index, progress)
             stage("md_rounds")
             labelled, computed = label_structures(md_frames, level, executor, cache_dir, progress, f"DFT labels (round {round_index})")
             n_calls, n_computed = n_calls + len(labelled), n_computed + computed
@@ -188,14 +188,15 @@ def _fit_model(out: Path, index: int, frames: list[Atoms], s: FitSettings, progr
     return config.run_dir / "model.safetensors"
 
 
-def _md_frames(model_path: Path, start: Atoms, s: FitSettings, count: int, trajectory: Path, round_index: int) -> list[Atoms]:
+def _md_frames(model_path: Path, start: Atoms, s: FitSettings, count: int, trajectory: Path, round_index: int,
+               progress: bool) -> list[Atoms]:
     """`count` frames spread over a Langevin run at the temperature with the current model;
     frames after a failure (broken bonds, non-finite steps) are not used."""
     atoms = Atoms(numbers=start.numbers, positions=start.positions)
     atoms.calc = AniDSCalculator(model_path)
     interval = max(1, s.md_steps // count)
     report = run_md(atoms, "langevin", s.temperature_K, 0.5, interval * count, trajectory=trajectory, interval=interval,
-                    seed=s.seed + 100 * round_index)
+                    seed=s.seed + 100 * round_index, progress=progress)
     frames = [Atoms(numbers=a.numbers, positions=a.positions) for a in read(trajectory, index=":")][1 : count + 1]
     if not report.stable:
         logger.warning("MD round %d with the current model was unstable (%s); labelling the frames it made",

@@ -64,7 +64,7 @@ class DenoiseConfig:
     atom_ratio: float = 0.25  # r: share of atoms corrupted in such a structure
     # λ_denoise at the start; decays linearly to 0 at the last step. 0.625 is DeNS's ratio of
     # denoising to force weight (5 : 80) at the recipes' force weight 10; the former 5 made the
-    # force error 30-50 % worse (benchmarks/results/ablation_rmd17-50.json).
+    # force error 30-50 % worse (the first design's 2,000-step ablation).
     weight: float = 0.625
     # Å: the mean noise scale √(tr Σ_i / 3) over the training atoms. `fixed` noise is σ·I; a learned
     # generator keeps its per-atom shape (anisotropy, relative scales) and is rescaled to this mean.

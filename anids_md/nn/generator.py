@@ -64,7 +64,8 @@ class NoiseGenerator(nn.Module):
         """`log_scale` (N,), `log_sink` (N,), `edge_logits` (E,) and the edges' unit vectors
         r̂_ij = (x_i - x_j)/|x_i - x_j| (E, 3), from centre i = edge_index[0]."""
         species = self.encoder.element_indices(graph.numbers)
-        h = self.encoder.features(graph, species, self.encoder.edge_embedding(graph))[0]  # invariant (degree-0) features (N, C)
+        edges = self.encoder.edge_embedding(graph)
+        h = self.encoder.features(graph, species, edges)[0]  # invariant (degree-0) features (N, C)
         i, j = graph.edge_index
         vectors = graph.positions[i] - graph.positions[j] - graph.shifts
         r = vectors.norm(dim=-1, keepdim=True)

@@ -73,7 +73,7 @@ class TrainingLoop:
         sums, n = {}, 0
         clock = time.perf_counter()
         starts = range(0, len(mine), o.batch_size)
-        for start in starts[p.get("batches_done", 0):]:
+        for start in starts[p["batches_done"] :]:
             if p["step"] >= self.total_steps:
                 break
             losses = self.objective(mine[start : start + o.batch_size], p["step"], self.rngs(p["step"]))
@@ -84,7 +84,7 @@ class TrainingLoop:
             self.scheduler.step()
             self.ema.update(self.averaged)
             p["step"] += 1
-            p["batches_done"] = p.get("batches_done", 0) + 1
+            p["batches_done"] += 1
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             n += 1

@@ -57,7 +57,7 @@ def test_samplers_keep_their_amplitude_and_shape():
 
 
 def test_fit_water_end_to_end(tmp_path):
-    settings = FitSettings(level=FAST, frames=12, rounds=1, frames_per_round=4, test_frames=4, md_steps=40, steps=30,
+    settings = FitSettings(level=FAST, frames=12, rounds=1, frames_per_round=4, test_frames=4, md_steps=40, steps=150,
                            nve_steps=40, workers=2, temperature_K=300.0)
     report = fit("O", tmp_path / "water", settings, cache_dir=tmp_path / "cache", progress=False)
     saved = json.loads((tmp_path / "water" / "report.json").read_text())
@@ -66,7 +66,7 @@ def test_fit_water_end_to_end(tmp_path):
         assert key in saved
     assert saved["level"] == "PBE/sto-3g" and report.n_train_frames == 16 and report.n_heldout_frames == 4
     assert report.n_dft_calls == report.n_dft_computed > 24  # optimisation steps + 12 + 4 + 4 single points
-    assert np.isfinite(report.heldout_forces_mae_meV_per_A) and report.minimum_rmsd_A < 0.2
+    assert np.isfinite(report.heldout_forces_mae_meV_per_A) and report.minimum_rmsd_A < 0.05
     calc = AniDSCalculator(tmp_path / "water" / "model.safetensors")
     minimum = molecule("H2O")
     minimum.calc = calc

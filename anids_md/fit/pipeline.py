@@ -13,6 +13,7 @@ killed fit started again redoes nothing it had finished."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -168,21 +169,20 @@ def _settings_dict(s: FitSettings, level: DFTLevel) -> dict:
 
 def _fit_model(out: Path, index: int, frames: list[Atoms], s: FitSettings, progress: bool, fits: list) -> Path:
     """Fine-tune from the pretrained backbone on `frames` (80/20 split) with the denoising
-    recipe; a finished fit is reused, an interrupted one resumes."""
+    recipe. The run folder is named by a digest of the frames and settings: the same fit
+    started again resumes (or reuses) it, other frames or settings never do."""
     data = out / f"fit{index}_frames.extxyz"
     _write_frames(data, frames)
     n_valid = max(1, round(0.2 * len(frames)))
+    recipe = [f"seed={s.seed}", f"init={s.init}", "data.protocol=null", f"data.n_valid={n_valid}", "data.reference_energies=null",
+              f"optim.max_steps={s.steps}", f"optim.patience={s.steps}", "device=cpu"]
+    digest = hashlib.sha256(data.read_bytes() + " ".join(recipe).encode()).hexdigest()[:12]
     config = load_config("rmd17-50-anids", [
-        f"name=fit{index}", f"output_dir={out / 'training'}", f"seed={s.seed}", f"init={s.init}", f"data.train={data}",
-        "data.protocol=null", f"data.n_valid={n_valid}", "data.reference_energies=null", f"optim.max_steps={s.steps}",
-        f"optim.patience={s.steps}", "device=cpu", "resume=true",
+        *recipe, f"name=fit{index}-{digest}", f"output_dir={out / 'training'}", f"data.train={data}", "resume=true",
         f"description=anids-md fit, round {index}: {len(frames) - n_valid} training frames",
     ])
     summary_path = config.run_dir / "summary.json"
-    if summary_path.exists() and json.loads(summary_path.read_text()).get("steps") == s.steps:
-        summary = json.loads(summary_path.read_text())
-    else:
-        summary = train(config, progress=progress)
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else train(config, progress=progress)
     fits.append({"fit": index, "n_frames": len(frames), "valid_forces_mae_meV_per_A": summary["valid"]["forces_mae_meV_per_A"],
                  "train_wall_s": summary["train_wall_s"]})
     return config.run_dir / "model.safetensors"

@@ -17,6 +17,7 @@ repeated; an interrupted one resumes.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import subprocess
@@ -30,6 +31,7 @@ from common import RESULTS, machine, rmd17_dir
 
 # (objective, pretrained): the baseline first, then what each addition brings
 ARMS = [("none", False), ("none", True), ("fixed", True), ("isotropic", True), ("anisotropic", True)]
+CURVE_STEPS = (100, 500, 1000, 2000, 5000, 10000)
 
 
 def arm_label(objective: str, pretrained: bool) -> str:
@@ -65,6 +67,8 @@ def run_one(args, job) -> dict:
             raise RuntimeError(f"{run_dir.name} failed:\n{done.stderr[-2000:]}")
         print(f"{run_dir.name}: {time.perf_counter() - start:.0f} s", flush=True)
     summary = json.loads(summary_path.read_text())
+    with open(run_dir / "log.csv") as handle:  # how fast each start learns: validation MAE along the run
+        curve = {int(r["step"]): round(float(r["valid_forces_mae_meV_per_A"]), 2) for r in csv.DictReader(handle)}
     return {
         "molecule": molecule,
         "objective": objective,
@@ -76,6 +80,7 @@ def run_one(args, job) -> dict:
         "wall_s": summary["train_wall_s"],
         "noise_scale_A": summary.get("noise_scale_A"),
         "best_epoch": summary["best_epoch"],
+        "valid_forces_mae_by_step": {step: curve[step] for step in CURVE_STEPS if step in curve},
     }
 
 
@@ -108,21 +113,32 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
+    """Top: test force MAE per arm (mean, spread, seeds). Bottom: validation force MAE along
+    the run, mean over seeds: where pretraining's head start goes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     molecules = sorted({r["molecule"] for r in rows})
-    fig, axes = plt.subplots(1, len(molecules), figsize=(5.5 * len(molecules), 4.2), squeeze=False)
-    for ax, molecule in zip(axes[0], molecules):
+    fig, axes = plt.subplots(2, len(molecules), figsize=(5.5 * len(molecules), 8), squeeze=False)
+    for column, molecule in enumerate(molecules):
+        bars, curves = axes[0][column], axes[1][column]
         for k, arm in enumerate(ARMS):
-            values = [r["forces_mae_meV_per_A"] for r in rows if (r["molecule"], r["objective"], r["pretrained"]) == (molecule, *arm)]
-            if values:
-                ax.bar(k, np.mean(values), yerr=np.std(values, ddof=1) if len(values) > 1 else 0, capsize=3, color=f"C{k}")
-                ax.plot([k] * len(values), values, "k.", ms=4)
-        ax.set_xticks(range(len(ARMS)), [arm_label(*a) for a in ARMS], rotation=25, ha="right", fontsize=8)
-        ax.set(title=f"{molecule}, rmd17-50", ylabel="test force MAE (meV/Å)")
+            chosen = [r for r in rows if (r["molecule"], r["objective"], r["pretrained"]) == (molecule, *arm)]
+            if not chosen:
+                continue
+            values = [r["forces_mae_meV_per_A"] for r in chosen]
+            bars.bar(k, np.mean(values), yerr=np.std(values, ddof=1) if len(values) > 1 else 0, capsize=3, color=f"C{k}")
+            bars.plot([k] * len(values), values, "k.", ms=4)
+            by_step = [{int(s): v for s, v in r["valid_forces_mae_by_step"].items()} for r in chosen]  # JSON keys are strings
+            steps = sorted({s for curve in by_step for s in curve})
+            mean = [np.mean([curve[s] for curve in by_step if s in curve]) for s in steps]
+            curves.loglog(steps, mean, "o-", color=f"C{k}", label=arm_label(*arm))
+        bars.set_xticks(range(len(ARMS)), [arm_label(*a) for a in ARMS], rotation=25, ha="right", fontsize=8)
+        bars.set(title=f"{molecule}, rmd17-50", ylabel="test force MAE (meV/Å)")
+        curves.set(xlabel="optimiser step", ylabel="validation force MAE (meV/Å)")
+        curves.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
-from ase.data import chemical_symbols
 
 from ..data import check_structure
 
@@ -67,11 +66,3 @@ def molecule_from_input(text: str, charge: int | None = None, spin: int | None =
         if given is not None and given != derived:
             raise ValueError(f"--{name} {given} contradicts the SMILES {text!r}, which gives {name} {derived}")
     return molecule
-
-
-def check_elements(atoms: Atoms, known: list[int], where: str) -> None:
-    """A ValueError naming the elements of `atoms` that the pretrained backbone lacks."""
-    unknown = sorted({int(z) for z in atoms.numbers} - set(known))
-    if unknown:
-        raise ValueError(f"{where} has elements {[chemical_symbols[z] for z in unknown]} that the pretrained backbone does not know; "
-                         f"it knows {[chemical_symbols[z] for z in known]}")

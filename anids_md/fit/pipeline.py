@@ -22,19 +22,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from ase import Atoms
 from ase.io import read, write
 
 from ..atomic import write_text_atomically
 from ..calculator import AniDSCalculator
-from ..checkpoint import load_checkpoint, read_metadata
+from ..checkpoint import check_elements, load_checkpoint, read_metadata
 from ..evaluation import evaluate
 from ..simulate import optimize, run_md
 from ..train import load_config, train
 from ..validate.dft import DFTLevel, dft_optimize
 from ..validate.rmsd import kabsch_rmsd
 from .labelling import label_structures, make_executor
-from .molecule import Molecule, check_elements, molecule_from_input
+from .molecule import Molecule, molecule_from_input
 from .sampling import hessian_displacements, hessian_from_forces, sample_configurations
 from .settings import FitSettings
 
@@ -62,10 +63,6 @@ class FitReport:
     rounds: list = field(default_factory=list)  # per fit: validation force MAE, frames
 
 
-def _pretrained_elements(init: str) -> list[int]:
-    return [int(z) for z in read_metadata(init)["model"]["elements"]]
-
-
 def _write_frames(path: Path, frames: list[Atoms]) -> None:
     write(path, frames, format="extxyz")
 
@@ -87,7 +84,7 @@ def fit(source: str | Molecule, out_dir: str | Path, settings: FitSettings | Non
 
     s = settings or FitSettings()
     molecule = source if isinstance(source, Molecule) else molecule_from_input(source, charge, spin, s.seed)
-    check_elements(molecule.atoms, _pretrained_elements(s.init), f"the molecule {molecule.atoms.get_chemical_formula()}")
+    check_elements(read_metadata(s.init), molecule.atoms.numbers)  # the pretrained backbone's elements
     level = DFTLevel(**{**asdict(s.level or DFTLevel()), "charge": molecule.charge, "spin": molecule.spin})
     write(out / "start.xyz", molecule.atoms)
     stage("structure")
@@ -135,8 +132,8 @@ def fit(source: str | Molecule, out_dir: str | Path, settings: FitSettings | Non
     _write_frames(out / "heldout_frames.extxyz", heldout)
     shutil.copyfile(model_path, out / "model.safetensors")
 
-    model, _ = load_checkpoint(out / "model.safetensors", dtype=None)
-    errors = evaluate(model.double(), heldout)
+    model, _ = load_checkpoint(out / "model.safetensors", dtype=torch.float64)
+    errors = evaluate(model, heldout)
     ml = Atoms(numbers=minimum.atoms.numbers, positions=minimum.atoms.positions)
     ml.calc = AniDSCalculator(out / "model.safetensors", dtype="float64")
     optimize(ml, fmax=1e-3, steps=2000)

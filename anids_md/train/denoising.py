@@ -69,7 +69,8 @@ class AuxiliaryDenoising(nn.Module):
         """Loss of a batch made of training structures `indices`; `progress` in [0, 1] is the
         share of training done (λ_denoise = weight·(1 − progress))."""
         chosen = rng.random(batch.n_structures) < self.probability
-        picked = chosen[batch.batch.cpu().numpy()] & (rng.random(batch.n_atoms) < self.atom_ratio)
+        in_chosen = chosen[batch.batch.cpu().numpy()]  # per atom: its structure was chosen
+        picked = in_chosen & (rng.random(batch.n_atoms) < self.atom_ratio)
         weight = self.weight * max(0.0, 1.0 - progress)
         if self.mode == "separate":
             losses = energy_force_loss(model, batch, energy_weight, forces_weight, self.form)
@@ -77,7 +78,7 @@ class AuxiliaryDenoising(nn.Module):
             if picked.any():  # the noisy pass needs only the chosen structures
                 noisy = [i for i, c in zip(indices, chosen) if c]
                 sub = collate([self.graphs[i] for i in noisy]).to(dtype=batch.positions.dtype)
-                mask = torch.from_numpy(picked[chosen[batch.batch.cpu().numpy()]]).to(sub.positions.device)
+                mask = torch.from_numpy(picked[in_chosen]).to(sub.positions.device)
                 graph, target, features, atoms = self._corrupt(model, sub, noisy, mask, noise_rng)
                 vectors = model(graph, compute_forces=False, node_features=features, denoiser=self.head)["vectors"]
                 denoise = vector_error(vectors[atoms] - target, self.form)

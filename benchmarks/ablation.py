@@ -49,7 +49,7 @@ def command(args, molecule: str, objective: str, pretrained: bool, seed: int) ->
     cmd = [sys.executable, "-m", "anids_md.cli", "train", "--config", "rmd17-50", "--quiet",
            f"name={run_name(molecule, objective, pretrained, seed)}", f"output_dir={args.runs}", f"seed={seed}", f"noise={objective}",
            f"data.train={data / f'rmd17_{molecule}_train_01.npz'}", f"data.test={data / f'rmd17_{molecule}_test_01.npz'}",
-           f"optim.max_steps={args.steps}", f"optim.patience={args.steps}", "device=cpu", "resume=true"]
+           f"optim.max_steps={args.steps}", f"optim.patience={args.steps}", f"device={args.device}", "resume=true", *args.set]
     if pretrained:
         cmd.append(f"init={pretraining / f'qm9-{source}' / 'model.safetensors'}")
     return cmd
@@ -152,6 +152,8 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--steps", type=int, default=10000, help="optimiser steps per run (the rmd17-50 recipe's budget)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every run (e.g. optim.lr=0.001)")
     parser.add_argument("--data", help="folder of the rMD17 split files (default $ANIDS_RMD17 or ../shared/data/rmd17)")
     parser.add_argument("--pretrained", default="runs", help="folder holding the qm9-KIND pretraining runs")
     parser.add_argument("--runs", default="runs/ablation")
@@ -175,7 +177,7 @@ def main() -> None:
             s = json.loads(summary.read_text())
             pretraining[kind] = {k: s.get(k) for k in ("steps", "epochs", "train_wall_s", "valid")}
     out = {
-        "machine": machine(), "protocol": "rmd17-50", "steps": args.steps, "workers": args.workers,
+        "machine": machine(), "protocol": "rmd17-50", "steps": args.steps, "workers": args.workers, "overrides": args.set,
         "wall_s_this_invocation": round(time.perf_counter() - start), "pretraining": pretraining,
         "summary": summarise(rows), "rows": rows,
     }

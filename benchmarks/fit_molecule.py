@@ -60,6 +60,7 @@ def main() -> None:
     out = Path(args.out or RESULTS / f"fit_{args.name}")
     test = read_rmd17(rmd17_dir(args.data) / f"rmd17_{args.name}_test_01.npz")
     rows = []
+    cold = args.cache is not None and not any(Path(args.cache).glob("*"))  # an empty cache: a cold-start timing
     for sampler in args.samplers:
         for seed in args.seeds:
             settings = FitSettings(sampler=sampler, seed=seed, workers=args.workers)
@@ -68,10 +69,14 @@ def main() -> None:
             model, _ = load_checkpoint(folder / "model.safetensors", dtype=None)
             transfer = evaluate(model.double(), test)
             rows.append({**asdict(report), "seed": seed, "rmd17_test_forces_mae_meV_per_A": transfer["forces_mae_meV_per_A"],
-                         "rmd17_test_frames": transfer["n_structures"]})
+                         "rmd17_test_frames": transfer["n_structures"], "cold_cache": cold})
+            cold = False
             print(json.dumps({k: rows[-1][k] for k in ("sampler", "seed", "heldout_forces_mae_meV_per_A", "minimum_rmsd_A",
                                                        "nve_drift_meV_per_atom_per_ps", "md_stable", "n_dft_calls", "wall_s",
                                                        "rmd17_test_forces_mae_meV_per_A")}), flush=True)
+    if out.with_suffix(".json").exists():  # keep rows of other samplers or seeds measured before
+        done = {(r["sampler"], r["seed"]) for r in rows}
+        rows = [r for r in json.loads(out.with_suffix(".json").read_text())["rows"] if (r["sampler"], r["seed"]) not in done] + rows
     out.with_suffix(".json").write_text(json.dumps({"machine": machine(), "smiles": args.smiles, "rows": rows}, indent=2))
     plot(rows, out.with_suffix(".png"), f"anids-md fit {args.smiles} ({args.name}), PBE/def2-SVP")
 

@@ -10,7 +10,7 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from .checkpoint import check_elements, load_force_field
 from .data import check_structure, graph_from_atoms, neighbour_list
-from .runtime import resolve_device, resolve_dtype, set_threads
+from .runtime import check_compiler, resolve_device, resolve_dtype, set_threads
 
 
 @dataclass
@@ -41,6 +41,9 @@ class AniDSCalculator(Calculator):
     for smooth MD and tight optimisation, float32 on GPU). skin (Å): the neighbour list is built
     with cutoff + skin and reused until an atom has moved more than skin / 2. num_threads: sets
     torch's (process-wide) CPU threads when given; one is fastest for small molecules.
+    compile: run the network through torch.compile (about 1.5× faster per call on small molecules;
+    the first call compiles, tens of seconds, cached on disk by torch; on CPU it needs a C++
+    compiler). Results match the uncompiled model to rounding.
 
     Structures with elements outside the model's training data, atoms closer than 0.5 Å, empty
     structures and non-finite coordinates raise a ValueError. Periodic cells are supported (the
@@ -50,15 +53,20 @@ class AniDSCalculator(Calculator):
 
     implemented_properties = ["energy", "free_energy", "forces", "energies"]
 
-    def __init__(self, checkpoint, device="cpu", dtype=None, skin: float = 0.5, num_threads: int | None = None, **kwargs):
+    def __init__(self, checkpoint, device="cpu", dtype=None, skin: float = 0.5, num_threads: int | None = None,
+                 compile: bool = False, **kwargs):
         device = resolve_device(device)
         dtype = resolve_dtype(dtype, device)
         set_threads(num_threads)
+        if compile:
+            check_compiler(device)
         super().__init__(**kwargs)
         self.model, self.metadata = load_force_field(checkpoint, device=device, dtype=dtype)
+        if compile:
+            self.model.compile_network()
         self.device, self.dtype, self.skin = device, dtype, float(skin)
         self.parameters.update(checkpoint=str(checkpoint), device=str(device), dtype=str(dtype).replace("torch.", ""),
-                               skin=self.skin, num_threads=num_threads)
+                               skin=self.skin, num_threads=num_threads, compile=compile)
         self.cutoff = self.model.config.cutoff
         self._topology = None  # the last neighbour-list build, reused while atoms stay within the skin
         self._lock = threading.RLock()

@@ -171,7 +171,7 @@ def cmd_md(args) -> None:
     from .units import FS_PER_PS
 
     (atoms,) = _read_frames(args.input, args.index, single=True)
-    atoms.calc = AniDSCalculator(args.checkpoint, device=args.device, dtype=args.dtype)
+    atoms.calc = AniDSCalculator(args.checkpoint, device=args.device, dtype=args.dtype, compile=args.compile)
     report = run_md(atoms, args.ensemble, args.temperature, args.timestep, args.steps, trajectory=args.output,
                     interval=args.interval, friction_per_fs=args.friction, seed=args.seed, progress=True)
     print(f"{args.ensemble.upper()} {args.steps} steps of {args.timestep} fs ({args.steps * args.timestep / FS_PER_PS:.3f} ps); wrote {args.output}")
@@ -362,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=int, default=10, help="steps between recorded frames")
     p.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial velocities and Langevin noise")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network: ~1.5x faster steps after a first "
+                   "call that compiles (tens of seconds); on CPU needs a C++ compiler")
 
     p = command("dft-optimize", "PySCF + geomeTRIC reference optimisation (cached; PySCF uses all cores)", cmd_dft_optimize, threads=False)
     p.add_argument("input", help="structure file ASE reads (one structure)")

@@ -3,6 +3,9 @@ place with errors that name the problem."""
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import torch
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -49,3 +52,14 @@ def set_threads(n: int | None) -> None:
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"threads must be a positive integer, got {n!r}")
     torch.set_num_threads(n)
+
+
+def check_compiler(device: torch.device) -> None:
+    """torch.compile on CPU writes and builds C++: a RuntimeError naming the fix when no C++
+    compiler is found ($CXX, g++, c++ or clang++). On CUDA it generates Triton kernels instead."""
+    if device.type != "cpu":
+        return
+    candidates = [os.environ.get("CXX"), "g++", "c++", "clang++"]
+    if not any(c and shutil.which(c) for c in candidates):
+        raise RuntimeError("compile=True on CPU needs a C++ compiler (torch.compile builds C++ kernels) and none was found "
+                           "($CXX, g++, c++, clang++); install one (e.g. apt install g++) or use compile=False")

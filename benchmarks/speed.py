@@ -1,5 +1,5 @@
 """Speed (BENCHMARKS.md C): ms per energy+forces call on aspirin through the ASE calculator,
-float32 and float64, 1 and 2 threads, alternating in one run with MACE small timed by
+float32 and float64, 1 and 2 threads, and compiled (`compile=True`, 1 thread), alternating in one run with MACE small timed by
 ../shared/tools/peer_mace_speed.sh (same protocol: 0.01 Å random displacements, median of 50
 warm calls); MD steps per second; training throughput (structures/s, aspirin, batch 8).
 
@@ -37,10 +37,11 @@ PEER = REPO.parent / "shared" / "tools" / "peer_mace_speed.sh"
 RMD17 = rmd17_dir()
 
 
-def time_calculator(atoms, model, dtype, threads, calls=50):
+def time_calculator(atoms, model, dtype, threads, compiled=False, calls=50):
+    """Median ms per warm call, and the first call's seconds (the compilation, when compiled)."""
     torch.set_num_threads(threads)
     atoms = atoms.copy()
-    atoms.calc = AniDSCalculator(model, dtype=dtype)
+    atoms.calc = AniDSCalculator(model, dtype=dtype, compile=compiled)
     rng = np.random.default_rng(0)
     base = atoms.positions.copy()
     times = []
@@ -48,9 +49,8 @@ def time_calculator(atoms, model, dtype, threads, calls=50):
         atoms.positions = base + 0.01 * rng.standard_normal(base.shape)
         start = time.perf_counter()
         atoms.get_forces()
-        if k >= 5:
-            times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times[5:]), times[0]
 
 
 def time_peer(structure, dtype, threads):
@@ -102,22 +102,28 @@ def main():
     atoms.calc = None
     structure = Path(tempfile.gettempdir()) / "anids_speed_aspirin.xyz"
     write(structure, atoms)
-    settings = [(dtype, threads) for threads in (1, 2) for dtype in ("float32", "float64")]
+    settings = [(dtype, threads, False) for threads in (1, 2) for dtype in ("float32", "float64")]
+    settings += [("float32", 1, True), ("float64", 1, True)]
     ours = {s: [] for s in settings}
+    first_call_s = {s: [] for s in settings}
     peer = {s: [] for s in settings}
     for round_ in range(args.rounds):  # alternate: ours, MACE, ours, MACE ...
-        for dtype, threads in settings:
-            ours[(dtype, threads)].append(time_calculator(atoms, args.model, dtype, threads))
-            if not args.no_peer:
-                peer[(dtype, threads)].append(time_peer(structure, dtype, threads)["ms_per_call_median"])
-            print(f"round {round_}: {dtype} {threads} thread(s): anids-md {ours[(dtype, threads)][-1]:.2f} ms"
-                  + ("" if args.no_peer else f", MACE small {peer[(dtype, threads)][-1]:.2f} ms"), flush=True)
+        for setting in settings:
+            dtype, threads, compiled = setting
+            ms, first = time_calculator(atoms, args.model, dtype, threads, compiled)
+            ours[setting].append(ms)
+            first_call_s[setting].append(first)
+            if not args.no_peer:  # MACE eager in every setting: its compiled path is not what users run
+                peer[setting].append(time_peer(structure, dtype, threads)["ms_per_call_median"])
+            print(f"round {round_}: {dtype} {threads} thread(s){' compiled' if compiled else ''}: anids-md {ms:.2f} ms"
+                  + ("" if args.no_peer else f", MACE small {peer[setting][-1]:.2f} ms"), flush=True)
     calls = []
-    for dtype, threads in settings:
-        row = {"dtype": dtype, "threads": threads, "anids_md_ms_per_call": statistics.median(ours[(dtype, threads)]),
-               "anids_md_rounds_ms": ours[(dtype, threads)]}
+    for setting in settings:
+        dtype, threads, compiled = setting
+        row = {"dtype": dtype, "threads": threads, "compiled": compiled, "anids_md_ms_per_call": statistics.median(ours[setting]),
+               "anids_md_rounds_ms": ours[setting], "first_call_s": first_call_s[setting]}
         if not args.no_peer:
-            row |= {"mace_small_ms_per_call": statistics.median(peer[(dtype, threads)]), "mace_small_rounds_ms": peer[(dtype, threads)]}
+            row |= {"mace_small_ms_per_call": statistics.median(peer[setting]), "mace_small_rounds_ms": peer[setting]}
             row["speedup_vs_mace_small"] = row["mace_small_ms_per_call"] / row["anids_md_ms_per_call"]
         calls.append(row)
     md = {dtype: md_steps_per_second(atoms, args.model, dtype) for dtype in ("float32", "float64")}
@@ -130,7 +136,8 @@ def main():
         "model_parameters": sum(p.numel() for p in model.parameters()),
         "model_config": {k: v for k, v in model.config.to_dict().items() if k != "reference_energies"},
         "protocol": "ASE calculator get_forces after 0.01 Å random displacements; median of 50 warm calls per round; "
-                    "median over rounds; anids-md and MACE small (random weights) alternate in each round",
+                    "median over rounds; anids-md and MACE small (random weights) alternate in each round; first_call_s is the "
+                    "first call of each round (with compile=True: the compilation, from torch's on-disk cache after round 0)",
         "calls": calls,
         "md_steps_per_second_1_thread": md,
         "training_structures_per_second_batch8": training,
@@ -147,7 +154,7 @@ def plot(calls, path, with_peer):
     if with_peer:
         ax.bar(x + 0.2, [c["mace_small_ms_per_call"] for c in calls], 0.4, label="MACE small")
     ax.axhline(5.0, color="k", ls="--", lw=0.8, label="target 5 ms (float32, 1 thread)")
-    ax.set_xticks(x, [f"{c['dtype']}\n{c['threads']} thread(s)" for c in calls])
+    ax.set_xticks(x, [f"{c['dtype']}\n{c['threads']} thread(s){chr(10) + 'compiled' if c['compiled'] else ''}" for c in calls])
     ax.set_ylabel("ms per energy+forces call")
     ax.set_title("aspirin, ASE calculator, CPU")
     ax.legend(fontsize=8)

@@ -191,3 +191,32 @@ def test_finite_input_gives_numbers_or_a_named_error(checkpoint):
         assert np.isfinite(energy) and np.all(np.isfinite(forces))
         outcomes["numbers"] += 1
     assert outcomes["numbers"] > 50 and outcomes["refused"] > 5  # both paths were exercised
+
+
+def test_compiled_network_matches_eager(checkpoint, ethanol):
+    """compile=True gives the uncompiled numbers on molecules of different sizes and after moves
+    (one compilation with dynamic shapes). Without a C++ compiler on this machine, the same
+    check runs on torch.compile's graph capture alone (backend aot_eager)."""
+    from anids_md.runtime import check_compiler
+
+    try:
+        check_compiler(torch.device("cpu"))
+        compiled = AniDSCalculator(checkpoint, dtype="float64", compile=True)
+    except RuntimeError:
+        compiled = AniDSCalculator(checkpoint, dtype="float64")
+        compiled.model.compile_network(backend="aot_eager")
+    eager = AniDSCalculator(checkpoint, dtype="float64")
+    moved = ethanol.copy()
+    moved.positions[0] += [0.1, 0.0, 0.05]
+    for atoms in (ethanol, moved, molecule("CH3OH"), molecule("C6H6")):
+        a, b = atoms.copy(), atoms.copy()
+        a.calc, b.calc = compiled, eager
+        assert a.get_potential_energy() == pytest.approx(b.get_potential_energy(), abs=1e-6)
+        np.testing.assert_allclose(a.get_forces(), b.get_forces(), atol=1e-6)
+
+
+def test_compile_without_a_cpp_compiler_is_a_named_error(checkpoint, monkeypatch):
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(RuntimeError, match="C\\+\\+ compiler"):
+        AniDSCalculator(checkpoint, compile=True)

@@ -83,7 +83,13 @@ def graph_from_atoms(atoms: Atoms, cutoff: float, with_labels: bool = False, edg
     with a cutoff of at least `cutoff` (the calculator's list with a skin). Atoms closer than
     MIN_DISTANCE_A raise an error."""
     check_structure(atoms)
-    edge_index, shifts = edges if edges is not None else neighbour_list(atoms.positions, atoms.cell.array, atoms.pbc, cutoff)
+    if edges is None:
+        edge_index, shifts = neighbour_list(atoms.positions, atoms.cell.array, atoms.pbc, cutoff)
+    else:  # pairs in the skin beyond the cutoff contribute exactly zero: drop them (~1/4 of a list with a 0.5 Å skin)
+        edge_index, shifts = edges
+        lengths = np.linalg.norm(atoms.positions[edge_index[1]] - atoms.positions[edge_index[0]] + shifts, axis=1)
+        inside = lengths < cutoff
+        edge_index, shifts = edge_index[:, inside], shifts[inside]
     check_distances(atoms.positions, edge_index, shifts)
     energy = forces = None
     if with_labels:

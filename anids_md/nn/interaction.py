@@ -116,7 +116,8 @@ class InteractionBlock(nn.Module):
     def density(self, x, edge_index, sh, radial_features, envelope, inv_avg_neighbors):
         """A_i (D, N, C): the sum over neighbours of the edge messages. `sh` is (D, E, 1)."""
         centre, neighbour = edge_index
-        weights = (self.radial(radial_features) * envelope.unsqueeze(-1)).view(len(neighbour), 2 * self.lmax + 1, self.channels)
+        # the envelope scales the radial features before the bias-free linear map: the same weights, 5x fewer products
+        weights = self.radial(radial_features * envelope.unsqueeze(-1)).view(len(neighbour), 2 * self.lmax + 1, self.channels)
         x_j = split_degrees(x.index_select(1, neighbour))  # (2l+1, E, C) blocks
         weights = weights.unbind(1)
         parts = []

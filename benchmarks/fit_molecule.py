@@ -36,8 +36,9 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     for k, key in enumerate(["heldout_forces_mae_meV_per_A", "rmd17_test_forces_mae_meV_per_A"]):
         values = [[r[key] for r in rows if r["sampler"] == s] for s in samplers]
         ax.bar(np.arange(len(samplers)) + (k - 0.5) * 0.38, [np.mean(v) for v in values], 0.38,
-               yerr=[np.std(v) for v in values], capsize=3, label="held out (fit's own MD)" if k == 0 else "rMD17 test frames")
-    ax.set_xticks(range(len(samplers)), samplers)
+               yerr=[np.std(v, ddof=1) if len(v) > 1 else 0 for v in values], capsize=3, label="held out (fit's own MD)" if k == 0 else "rMD17 test frames")
+    calls = [max(r["n_dft_calls"] for r in rows if r["sampler"] == s) for s in samplers]
+    ax.set_xticks(range(len(samplers)), [f"{s}\n{c} DFT calls" for s, c in zip(samplers, calls)])
     ax.set(ylabel="force MAE (meV/Å)", title=title)
     ax.legend(fontsize=8)
     fig.tight_layout()

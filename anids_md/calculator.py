@@ -41,9 +41,9 @@ class AniDSCalculator(Calculator):
     for smooth MD and tight optimisation, float32 on GPU). skin (Å): the neighbour list is built
     with cutoff + skin and reused until an atom has moved more than skin / 2. num_threads: sets
     torch's (process-wide) CPU threads when given; one is fastest for small molecules.
-    compile: run the network through torch.compile (1.6–2× faster per call, measured on aspirin
-    and on 1000–3000-atom clusters; the first call compiles, tens of seconds, cached on disk by
-    torch; on CPU it needs a C++ compiler). Results match the uncompiled model to rounding.
+    compile: run the network through torch.compile (measured 1.6–2× faster per aspirin call,
+    1.05–1.6× on 1000–3000-atom clusters; the first call compiles, tens of seconds, cached on disk
+    by torch; on CPU it needs a C++ compiler). Results match the uncompiled model to rounding.
 
     Structures with elements outside the model's training data, atoms closer than 0.5 Å, empty
     structures and non-finite coordinates raise a ValueError. Periodic cells are supported (the

@@ -362,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=int, default=10, help="steps between recorded frames")
     p.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial velocities and Langevin noise")
-    p.add_argument("--compile", action="store_true", help="torch.compile the network: 1.6-2x faster steps after a first "
+    p.add_argument("--compile", action="store_true", help="torch.compile the network: up to 2x faster steps after a first "
                    "call that compiles (tens of seconds); on CPU needs a C++ compiler")
 
     p = command("dft-optimize", "PySCF + geomeTRIC reference optimisation (cached; PySCF uses all cores)", cmd_dft_optimize, threads=False)

@@ -50,9 +50,10 @@ def cluster(n_atoms: int, path: Path) -> tuple[int, float]:
     numbers = []
     for atoms, origin in zip(frames, grid):
         centred = atoms.positions - atoms.positions.mean(axis=0)
+        others = cKDTree(placed) if len(placed) else None
         for rotation in rotations:
             candidate = centred @ rotation.T + origin
-            if len(placed) == 0 or cKDTree(placed).query(candidate)[0].min() > 1.8:
+            if others is None or others.query(candidate)[0].min() > 1.8:
                 break
         else:
             raise RuntimeError(f"no rotation keeps molecule {len(numbers)} 1.8 Å from the others; use a larger spacing")
@@ -64,19 +65,10 @@ def cluster(n_atoms: int, path: Path) -> tuple[int, float]:
     return len(system), neighbours
 
 
-OURS = """
-import json, statistics, sys, time, numpy as np, torch
-from ase.io import read
-from anids_md import AniDSCalculator
-torch.set_num_threads(1)
-atoms = read(sys.argv[1]); compiled = sys.argv[2] == "1"
-atoms.calc = AniDSCalculator("rmd17-aspirin", dtype="float32", compile=compiled)
-rng = np.random.default_rng(0); base = atoms.positions.copy(); times = []
-for k in range(2 + int(sys.argv[3])):
-    atoms.positions = base + 0.01 * rng.standard_normal(base.shape)
-    start = time.perf_counter(); atoms.get_forces(); times.append(time.perf_counter() - start)
-print(json.dumps({"ms_per_call_median": 1e3 * statistics.median(times[2:]), "first_call_s": times[0]}))
-"""
+# anids-md timed as speed.py times it, in a process of its own: BENCHMARKS_DIR STRUCTURE COMPILED CALLS
+OURS = ("import json, sys; sys.path.insert(0, sys.argv[1]); from ase.io import read; from speed import time_calculator;"
+        "ms, first = time_calculator(read(sys.argv[2]), 'rmd17-aspirin', 'float32', 1, sys.argv[3] == '1', int(sys.argv[4]));"
+        "print(json.dumps({'ms_per_call_median': ms, 'first_call_s': first}))")
 
 
 def measured(command: list[str]) -> dict:
@@ -98,8 +90,9 @@ def main() -> None:
     for size in args.sizes:
         path = Path(tempfile.gettempdir()) / f"anids_cluster_{size}.xyz"
         n, neighbours = cluster(size, path)
-        runs = {"anids-md": [sys.executable, "-c", OURS, str(path), "0", str(args.calls)],
-                "anids-md compiled": [sys.executable, "-c", OURS, str(path), "1", str(args.calls)]}
+        here = str(Path(__file__).resolve().parent)
+        runs = {"anids-md": [sys.executable, "-c", OURS, here, str(path), "0", str(args.calls)],
+                "anids-md compiled": [sys.executable, "-c", OURS, here, str(path), "1", str(args.calls)]}
         if not args.no_peer:
             runs["MACE small"] = ["bash", str(PEER), str(path), "--size", "small", "--threads", "1", "--dtype", "float32",
                                   "--calls", str(args.calls)]
@@ -110,8 +103,8 @@ def main() -> None:
                    "peak_memory_MiB": round(result["peak_memory_MiB"]), "first_call_s": result.get("first_call_s")}
             rows.append(row)
             print(json.dumps(row), flush=True)
-    out = {"machine": machine(), "protocol": f"float32, 1 thread, median of {args.calls} calls after 2 warm-up calls (0.01 Å "
-           "random displacements), one process per measurement; model rmd17-aspirin; MACE small with random weights",
+    out = {"machine": machine(), "protocol": f"float32, 1 thread, median of {args.calls} calls after 5 warm-up calls (0.01 Å "
+           "random displacements; speed.py's timing for anids-md), one process per measurement; model rmd17-aspirin; MACE small with random weights",
            "spacing_A": SPACING_A, "rows": rows}
     (RESULTS / "large_systems.json").write_text(json.dumps(out, indent=2))
     plot(rows, RESULTS / "large_systems.png")

@@ -61,13 +61,12 @@ class AtomicGraph:
 MIN_DISTANCE_A = 0.5
 
 
-def check_distances(positions: np.ndarray, edge_index: np.ndarray, shifts: np.ndarray, where: str = "structure",
+def check_distances(lengths: np.ndarray, edge_index: np.ndarray, shifts: np.ndarray, where: str = "structure",
                     min_distance: float = MIN_DISTANCE_A) -> None:
     """A ValueError naming the closest pair when two atoms (or an atom and a periodic image)
-    are closer than `min_distance` Å."""
+    are closer than `min_distance` Å; `lengths` (Å) are those of the edges."""
     if edge_index.shape[1] == 0:
         return
-    lengths = np.linalg.norm(positions[edge_index[1]] - positions[edge_index[0]] + shifts, axis=1)
     e = int(np.argmin(lengths))
     if lengths[e] < min_distance:
         i, j = int(edge_index[0, e]), int(edge_index[1, e])
@@ -83,14 +82,12 @@ def graph_from_atoms(atoms: Atoms, cutoff: float, with_labels: bool = False, edg
     with a cutoff of at least `cutoff` (the calculator's list with a skin). Atoms closer than
     MIN_DISTANCE_A raise an error."""
     check_structure(atoms)
-    if edges is None:
-        edge_index, shifts = neighbour_list(atoms.positions, atoms.cell.array, atoms.pbc, cutoff)
-    else:  # pairs in the skin beyond the cutoff contribute exactly zero: drop them (~1/4 of a list with a 0.5 Å skin)
-        edge_index, shifts = edges
-        lengths = np.linalg.norm(atoms.positions[edge_index[1]] - atoms.positions[edge_index[0]] + shifts, axis=1)
-        inside = lengths < cutoff
-        edge_index, shifts = edge_index[:, inside], shifts[inside]
-    check_distances(atoms.positions, edge_index, shifts)
+    edge_index, shifts = edges if edges is not None else neighbour_list(atoms.positions, atoms.cell.array, atoms.pbc, cutoff)
+    lengths = np.linalg.norm(atoms.positions[edge_index[1]] - atoms.positions[edge_index[0]] + shifts, axis=1)
+    # pairs beyond the cutoff (the skin of a reused list, ~1/4 of it at 0.5 Å) contribute exactly zero: drop them
+    inside = lengths < cutoff
+    edge_index, shifts, lengths = edge_index[:, inside], shifts[inside], lengths[inside]
+    check_distances(lengths, edge_index, shifts)
     energy = forces = None
     if with_labels:
         e, f = labels_of(atoms)

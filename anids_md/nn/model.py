@@ -151,7 +151,7 @@ class ForceField(Encoder):
 
         def network(*args):
             # Python floats (the normalisation constants) traced as dynamic inputs made torch
-            # 2.13's inductor miscompile this network (0.5 eV off on aspirin); as constants it is exact.
+            # 2.13's inductor miscompile this network (4.3 eV off on aspirin); as constants it is exact.
             with torch._dynamo.config.patch(specialize_float=True):
                 return compiled(*args)
 

@@ -59,6 +59,26 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, frames_fi
     assert resumed["valid"]["forces_mae_meV_per_A"] == pytest.approx(reference["valid"]["forces_mae_meV_per_A"], rel=1e-9)
 
 
+def test_wall_clock_budget_stops_training_and_stretches_the_cosine(tmp_path, frames_file, monkeypatch):
+    from anids_md.train import loop
+
+    class Clock:  # every reading advances one second: each epoch costs 1 s of training and 1 s of validation
+        now = 0.0
+
+        def perf_counter(self):
+            self.now += 1.0
+            return self.now
+
+    monkeypatch.setattr(loop, "time", Clock())
+    config = tiny_run(tmp_path, frames_file, "optim.epochs=50", "optim.max_wall_s=7", "optim.patience=1000")
+    summary = train(config, progress=False)
+    rows = list(csv.DictReader(open(config.run_dir / "log.csv")))
+    # 5 steps per 2 s: budgets of 5 + 5*5/2 = 17 steps re-estimated each epoch, reached in the 4th epoch
+    assert [int(r["step"]) for r in rows] == [5, 10, 15, 17]
+    assert summary["steps"] == 17
+    assert float(rows[-1]["lr"]) == pytest.approx(0.01 * config.optim.min_lr_ratio)
+
+
 def test_config_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown keys"):
         load_config(None, ["optim.learning_rate=1"])

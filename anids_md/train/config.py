@@ -36,6 +36,9 @@ class DataConfig:
 class OptimConfig:
     epochs: int = 500
     max_steps: int | None = None  # stop after this many optimiser steps (overrides epochs)
+    # s: a wall-clock budget (training and validation, this process). The cosine is stretched over
+    # the steps the measured rate fits into it, re-estimated every epoch; epochs/max_steps still cap it.
+    max_wall_s: float | None = None
     batch_size: int = 5
     lr: float = 5e-3
     min_lr_ratio: float = 0.01  # cosine decays to lr * min_lr_ratio
@@ -54,6 +57,8 @@ class OptimConfig:
     def __post_init__(self):
         if self.loss not in ("mse", "dens"):
             raise ValueError(f"optim.loss must be 'mse' or 'dens', got {self.loss!r}")
+        if self.max_wall_s is not None and not self.max_wall_s > 0:
+            raise ValueError(f"optim.max_wall_s must be positive (seconds), got {self.max_wall_s}")
 
 
 @dataclass

@@ -41,7 +41,10 @@ class TrainingLoop:
         self.seed, self.name, self.run_dir, self.rank, self.world = seed, name, run_dir, rank, world
         self.show_progress = progress and rank == 0
         self.n_train, self.per_rank = n_train, n_train // world  # the same number of steps on every process
-        self.total_steps = optim.max_steps or optim.epochs * math.ceil(self.per_rank / optim.batch_size)
+        self.planned_steps = optim.max_steps or optim.epochs * math.ceil(self.per_rank / optim.batch_size)
+        self.total_steps = self.planned_steps
+        if optim.max_wall_s and world > 1:
+            raise ValueError("optim.max_wall_s needs a single process: data-parallel ranks would each time themselves")
         self.optimizer = torch.optim.AdamW(trainable.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
         self.scheduler = self._schedule(first_step=0)
         self.ema = ExponentialMovingAverage(averaged, optim.ema_decay)
@@ -98,11 +101,20 @@ class TrainingLoop:
         p["batches_done"] = 0
         return {k: v / max(n, 1) for k, v in sums.items()}
 
+    def fit_to_budget(self) -> None:
+        """With optim.max_wall_s: the step budget that the rate measured so far (validation
+        included) fits into the seconds left; the cosine follows it."""
+        p, budget = self.progress_state, self.optim.max_wall_s
+        if budget and p["step"] > 0 and p["wall_s"] > 0:
+            left = max(0.0, budget - p["wall_s"])
+            self.total_steps = min(self.planned_steps, p["step"] + int(left * p["step"] / p["wall_s"]))
+
     def resume(self) -> None:
         p = self.progress_state
         if not self.state_path.exists():
             return
         p.update(load_state(self.state_path, self.trainable, self.ema, self.optimizer))
+        self.fit_to_budget()
         self.scheduler = self._schedule(first_step=p["step"])
         logger.info("resuming %s from step %d of %d (epoch %d)", self.run_dir, p["step"], self.total_steps, p["epoch"])
 
@@ -123,7 +135,11 @@ class TrainingLoop:
             p["epoch"] += 1
             if self.rank != 0:
                 continue
+            clock = time.perf_counter()
             valid = self.validate()
+            p["wall_s"] += time.perf_counter() - clock
+            self.fit_to_budget()
+            bar.total = self.total_steps
             if not math.isfinite(valid["loss"]):
                 raise FloatingPointError(f"training diverged: the validation loss is {valid['loss']} after epoch {p['epoch']}; "
                                          "lower optim.lr or check the training data")

@@ -135,7 +135,8 @@ def train_anids(args, molecule: str, seed: int, budget_s: float) -> dict:
     summary = json.loads((run / "summary.json").read_text())
     row = {"molecule": molecule, "code": "anids-md", "recipe": args.label, "overrides": args.set, "protocol": "rmd17-50",
            "seed": seed, "wall_s": round(wall, 1), "budget_s": round(budget_s, 1), "steps": summary["steps"],
-           "best_epoch": summary["best_epoch"], **_rounded(json.loads(metrics.read_text()))}
+           "best_epoch": summary["best_epoch"], "valid_forces_mae_meV_per_A": round(summary["valid"]["forces_mae_meV_per_A"], 2),
+           **_rounded(json.loads(metrics.read_text()))}
     result.write_text(json.dumps(row, indent=2))
     return row
 
@@ -230,10 +231,11 @@ def main() -> None:
             ours = list(pool.map(partial(train_anids, args, molecule, budget_s=budget), args.seeds))
         print(f"{molecule}: anids-md {[r['forces_mae_meV_per_A'] for r in ours]} meV/Å in "
               f"{np.mean([r['wall_s'] for r in ours]):.0f} s", flush=True)
-        speed = measure_speed(frames["test"], {args.label: Path(args.runs) / f"{args.label}-{molecule}-s{args.seeds[0]}" / "model.safetensors"},
-                              args.speed_rounds)
-        for row in mace + ours:
-            row["ms_per_call"] = speed["MACE small" if row["code"] == "MACE small" else args.label]
+        if args.speed_rounds:  # (0 when screening recipes with other runs beside: timings would mean nothing)
+            speed = measure_speed(frames["test"], {args.label: Path(args.runs) / f"{args.label}-{molecule}-s{args.seeds[0]}" / "model.safetensors"},
+                                  args.speed_rounds)
+            for row in mace + ours:
+                row["ms_per_call"] = speed["MACE small" if row["code"] == "MACE small" else args.label]
         rows += mace + ours
     # rows of other molecules or recipes from earlier invocations are kept
     same = {(r["molecule"], r["code"], r["recipe"], r["seed"]) for r in rows}

@@ -113,10 +113,11 @@ def test_float32_energy_keeps_large_reference_energies_exact(ethanol):
     assert abs(e32.item() - e64) < 1e-4  # float32 alone would round -4.2e3 eV to ~5e-4 eV
 
 
-@pytest.mark.parametrize("lmax, correlation", [(1, 2), (3, 2), (2, 3)])
-def test_other_architectures_stay_equivariant(ethanol, lmax, correlation):
+@pytest.mark.parametrize("lmax, correlation, options", [(1, 2, True), (3, 2, True), (2, 3, True), (2, 2, False)])
+def test_other_architectures_stay_equivariant(ethanol, lmax, correlation, options):
     torch.manual_seed(1)
-    model = ForceField(tiny_config(lmax=lmax, layers=3, correlation=correlation)).double().eval()
+    config = tiny_config(lmax=lmax, layers=3, correlation=correlation, bond_projections=options, readout_every_layer=options)
+    model = ForceField(config).double().eval()
     rotation = Rotation.random(random_state=4).as_matrix()
     moved = ethanol.copy()
     moved.positions = ethanol.positions @ rotation.T
@@ -130,3 +131,16 @@ def test_model_config_roundtrip_and_unknown_keys():
     assert ModelConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="unknown model settings"):
         ModelConfig.from_dict({**config.to_dict(), "heads": 3})
+
+
+def test_bond_projections_and_layer_readouts_contribute(tiny_model, ethanol):
+    """The optional paths are live: removing them changes the energy."""
+    before = run(tiny_model, ethanol)["energy"][0]
+    c, lmax = tiny_model.config.channels, tiny_model.config.lmax
+    for name, silence in (("bond projections", lambda m: [b.radial.weight[(2 * lmax + 1) * c:].zero_() for b in m.blocks]),
+                          ("layer readouts", lambda m: [r.weight.zero_() for r in m.layer_readouts])):
+        model = ForceField(tiny_model.config).double().eval()
+        model.load_state_dict(tiny_model.state_dict())
+        with torch.no_grad():
+            silence(model)
+        assert abs(run(model, ethanol)["energy"][0] - before) > 1e-3, name

@@ -94,13 +94,17 @@ def fit_components(x: torch.Tensor, d: int) -> torch.Tensor:
 
 
 class InteractionBlock(nn.Module):
-    def __init__(self, channels: int, lmax: int, radial_hidden: int, n_elements: int, correlation: int = 2):
+    def __init__(self, channels: int, lmax: int, radial_hidden: int, n_elements: int, correlation: int = 2,
+                 bond_projections: bool = False):
         super().__init__()
         if correlation not in (2, 3):
             raise ValueError(f"correlation (body order of the atomic product) must be 2 or 3, got {correlation}")
         self.channels, self.lmax, self.correlation = channels, lmax, correlation
-        # Radial weights: lmax+1 for the spherical-harmonic terms, lmax for the pass-through.
-        self.radial = nn.Linear(radial_hidden, channels * (2 * lmax + 1), bias=False)
+        self.bond_projections = bond_projections
+        # Radial weights: lmax+1 for the spherical-harmonic terms, lmax for the pass-through, and
+        # lmax for the bond projections when used.
+        self.n_weights = (3 if bond_projections else 2) * lmax + 1
+        self.radial = nn.Linear(radial_hidden, channels * self.n_weights, bias=False)
         # Products A⊗A (and (A⊗A)⊗A) with one weight per element, path and channel.
         self.register_buffer("coefficients2", product_coefficients(lmax).float(), persistent=False)
         n2 = len(product_paths(lmax))
@@ -117,14 +121,21 @@ class InteractionBlock(nn.Module):
         """A_i (D, N, C): the sum over neighbours of the edge messages. `sh` is (D, E, 1)."""
         centre, neighbour = edge_index
         # the envelope scales the radial features before the bias-free linear map: the same weights, 5x fewer products
-        weights = self.radial(radial_features * envelope.unsqueeze(-1)).view(len(neighbour), 2 * self.lmax + 1, self.channels)
+        weights = self.radial(radial_features * envelope.unsqueeze(-1)).view(len(neighbour), self.n_weights, self.channels)
         x_j = split_degrees(x.index_select(1, neighbour))  # (2l+1, E, C) blocks
+        sh_l = split_degrees(sh)
         weights = weights.unbind(1)
         parts = []
-        for l, sh_l in enumerate(split_degrees(sh)):
-            part = sh_l * (weights[l] * x_j[0])
-            if 0 < l < len(x_j):  # neighbours' degree-l features, radially weighted
-                part = part + weights[self.lmax + l] * x_j[l]
+        for l in range(self.lmax + 1):
+            if l == 0:
+                part = sh_l[0] * (weights[0] * x_j[0])
+                if self.bond_projections:  # x_j^l · Y_l(r̂_ij) / √(2l+1): how a neighbour's vectors lie along the bond
+                    for k in range(1, len(x_j)):
+                        part = part + weights[2 * self.lmax + k] * (x_j[k] * sh_l[k]).sum(0, keepdim=True) / math.sqrt(2 * k + 1)
+            else:
+                part = sh_l[l] * (weights[l] * x_j[0])
+                if l < len(x_j):  # neighbours' degree-l features, radially weighted
+                    part = part + weights[self.lmax + l] * x_j[l]
             parts.append(part)
         messages = torch.cat(parts)  # (D, E, C)
         density = x.new_zeros(len(messages), x.shape[1], self.channels)

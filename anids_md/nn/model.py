@@ -29,6 +29,9 @@ class ModelConfig:
     radial_hidden: int = 32
     readout_hidden: int = 32
     avg_num_neighbors: float = 10.0  # divides summed messages
+    # Options after the first release; their defaults are what checkpoints without them were.
+    bond_projections: bool = False  # scalar messages x_j^l · Y_l(r̂_ij) (nn/interaction.py)
+    readout_every_layer: bool = False  # energy from every block's scalars (as MACE), not the last only
     # Normalisation: E = sum_i [force_scale * e_i + energy_shift + E0(Z_i)]  (eV)
     force_scale: float = 1.0  # eV/Å
     energy_shift: float = 0.0  # eV per atom
@@ -77,7 +80,8 @@ class Encoder(nn.Module):
         self.envelope = PolynomialCutoff(c.cutoff)
         self.radial_mlp = nn.Sequential(nn.Linear(c.n_radial, c.radial_hidden), nn.SiLU())  # shared by blocks
         self.blocks = nn.ModuleList(
-            InteractionBlock(c.channels, c.lmax, c.radial_hidden, len(c.elements), c.correlation) for _ in range(c.layers)
+            InteractionBlock(c.channels, c.lmax, c.radial_hidden, len(c.elements), c.correlation, c.bond_projections)
+            for _ in range(c.layers)
         )
 
     def element_indices(self, numbers: torch.Tensor) -> torch.Tensor:
@@ -95,15 +99,18 @@ class Encoder(nn.Module):
         return EdgeEmbedding(sh.T.unsqueeze(-1), self.radial_mlp(self.radial_basis(r)), self.envelope(r))
 
     def features(self, graph: AtomicGraph, species: torch.Tensor, edges: EdgeEmbedding,
-                 node_features: torch.Tensor | None = None) -> torch.Tensor:
+                 node_features: torch.Tensor | None = None, scalars: list | None = None) -> torch.Tensor:
         """Final per-atom features (D, N, C), D = (lmax+1)^2. `node_features` (D', N, C), if given,
-        is added to the initial embedding (force encoding in denoising fine-tuning)."""
+        is added to the initial embedding (force encoding in denoising fine-tuning). `scalars`,
+        if given, receives every block's scalar features (N, C)."""
         x = self.embedding(species).unsqueeze(0)  # (1, N, C): scalars only
         if node_features is not None:
             x = fit_components(x, len(node_features)) + node_features
         inv_avg = 1.0 / self.config.avg_num_neighbors
         for block in self.blocks:
             x = block(x, species, graph.edge_index, edges.sh, edges.radial, edges.envelope, inv_avg)
+            if scalars is not None:
+                scalars.append(x[0])
         return x
 
 
@@ -116,6 +123,9 @@ class ForceField(Encoder):
         self.register_buffer("reference_energies", self._reference_energy_table(), persistent=False)
         self._compiled = None  # see compile_network
         self.energy_head = nn.Sequential(nn.Linear(c.channels, c.readout_hidden), nn.SiLU(), nn.Linear(c.readout_hidden, 1))
+        # with readout_every_layer: a linear energy of the scalars of each block before the last
+        self.layer_readouts = nn.ModuleList(nn.Linear(c.channels, 1, bias=False) for _ in range(c.layers - 1)) \
+            if c.readout_every_layer else None
 
     def _reference_energy_table(self) -> torch.Tensor:
         c = self.config
@@ -127,11 +137,15 @@ class ForceField(Encoder):
         self.reference_energies = self._reference_energy_table().to(self.element_index.device)
         return self
 
-    def atomic_energies(self, species: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Per-atom energies (eV, float64) from final features. The network's output is small
-        and keeps the model's dtype; adding the large reference energies in float64 keeps
-        totals of -10^4 eV exact to well below a meV even for float32 models."""
+    def atomic_energies(self, species: torch.Tensor, x: torch.Tensor, earlier: list | None = None) -> torch.Tensor:
+        """Per-atom energies (eV, float64) from final features (and, with readout_every_layer,
+        the `earlier` blocks' scalars). The network's output is small and keeps the model's
+        dtype; adding the large reference energies in float64 keeps totals of -10^4 eV exact to
+        well below a meV even for float32 models."""
         e = self.energy_head(x[0]).squeeze(-1)  # x[0]: scalars
+        if self.layer_readouts is not None:
+            for readout, s in zip(self.layer_readouts, earlier):
+                e = e + readout(s).squeeze(-1)
         c = self.config
         return (c.force_scale * e + c.energy_shift).double() + self.reference_energies[species]
 
@@ -139,8 +153,9 @@ class ForceField(Encoder):
         """Per-atom energies (eV, float64), final features and edge embedding: everything
         between coordinates and energies, the part that `compile_network` hands to torch.compile."""
         edges = self.edge_embedding(graph)
-        x = self.features(graph, species, edges, node_features)
-        return self.atomic_energies(species, x), x, edges
+        scalars = [] if self.layer_readouts is not None else None
+        x = self.features(graph, species, edges, node_features, scalars)
+        return self.atomic_energies(species, x, scalars), x, edges
 
     def compile_network(self, backend: str = "inductor") -> None:
         """Run `network` through torch.compile from now on (dynamic shapes, so molecules of any

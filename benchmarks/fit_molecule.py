@@ -6,6 +6,9 @@ level of theory, which the fit never saw), set beside the rmd17-50 figure of a m
 
     python benchmarks/fit_molecule.py --smiles CCO --name ethanol --samplers anids --seeds 0
 
+`--frames N` changes the first labelled set (default FitSettings.frames): normal-modes spends 6N
+DFT gradients on its Hessian, so `--frames` 64 - 6N gives it the others' number of DFT calls.
+
 The DFT cache is the user's (~/.cache/anids-md/dft): a run repeated is not a cold-start timing;
 `--cache DIR` with a fresh DIR is."""
 
@@ -31,19 +34,23 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    samplers = sorted({r["sampler"] for r in rows})
-    fig, ax = plt.subplots(figsize=(6, 4))
+    samplers = sorted({_arm(r) for r in rows})
+    fig, ax = plt.subplots(figsize=(1.6 * len(samplers) + 1.5, 4))
     for k, key in enumerate(["heldout_forces_mae_meV_per_A", "rmd17_test_forces_mae_meV_per_A"]):
-        values = [[r[key] for r in rows if r["sampler"] == s] for s in samplers]
+        values = [[r[key] for r in rows if _arm(r) == s] for s in samplers]
         ax.bar(np.arange(len(samplers)) + (k - 0.5) * 0.38, [np.mean(v) for v in values], 0.38,
                yerr=[np.std(v, ddof=1) if len(v) > 1 else 0 for v in values], capsize=3, label="held out (fit's own MD)" if k == 0 else "rMD17 test frames")
-    calls = [max(r["n_dft_calls"] for r in rows if r["sampler"] == s) for s in samplers]
+    calls = [max(r["n_dft_calls"] for r in rows if _arm(r) == s) for s in samplers]
     ax.set_xticks(range(len(samplers)), [f"{s}\n{c} DFT calls" for s, c in zip(samplers, calls)])
     ax.set(ylabel="force MAE (meV/Å)", title=title)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _arm(row: dict) -> str:
+    return f"{row['sampler']}, {row.get('frames', FitSettings.frames)} frames"
 
 
 def main() -> None:
@@ -53,6 +60,7 @@ def main() -> None:
     parser.add_argument("--samplers", nargs="+", default=["anids"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--frames", type=int, default=FitSettings.frames, help="first labelled set, drawn by the sampler")
     parser.add_argument("--cache", help="DFT cache folder (default the user's)")
     parser.add_argument("--data", help="folder of the rMD17 split files (default $ANIDS_RMD17 or ../shared/data/rmd17)")
     parser.add_argument("--runs", default="runs/fit")
@@ -64,20 +72,22 @@ def main() -> None:
     cold = args.cache is not None and not any(Path(args.cache).glob("*"))  # an empty cache: a cold-start timing
     for sampler in args.samplers:
         for seed in args.seeds:
-            settings = FitSettings(sampler=sampler, seed=seed, workers=args.workers)
-            folder = Path(args.runs) / f"{args.name}-{sampler}-s{seed}"
+            settings = FitSettings(sampler=sampler, seed=seed, workers=args.workers, frames=args.frames)
+            frames = "" if args.frames == FitSettings.frames else f"-f{args.frames}"
+            folder = Path(args.runs) / f"{args.name}-{sampler}{frames}-s{seed}"
             report = fit(args.smiles, folder, settings, cache_dir=args.cache)
             model, _ = load_checkpoint(folder / "model.safetensors", dtype=None)
             transfer = evaluate(model.double(), test)
-            rows.append({**asdict(report), "seed": seed, "rmd17_test_forces_mae_meV_per_A": transfer["forces_mae_meV_per_A"],
+            rows.append({**asdict(report), "seed": seed, "frames": args.frames,
+                         "rmd17_test_forces_mae_meV_per_A": transfer["forces_mae_meV_per_A"],
                          "rmd17_test_frames": transfer["n_structures"], "cold_cache": cold})
             cold = False
             print(json.dumps({k: rows[-1][k] for k in ("sampler", "seed", "heldout_forces_mae_meV_per_A", "minimum_rmsd_A",
                                                        "nve_drift_meV_per_atom_per_ps", "md_stable", "n_dft_calls", "wall_s",
                                                        "rmd17_test_forces_mae_meV_per_A")}), flush=True)
     if out.with_suffix(".json").exists():  # keep rows of other samplers or seeds measured before
-        done = {(r["sampler"], r["seed"]) for r in rows}
-        rows = [r for r in json.loads(out.with_suffix(".json").read_text())["rows"] if (r["sampler"], r["seed"]) not in done] + rows
+        done = {(_arm(r), r["seed"]) for r in rows}
+        rows = [r for r in json.loads(out.with_suffix(".json").read_text())["rows"] if (_arm(r), r["seed"]) not in done] + rows
     out.with_suffix(".json").write_text(json.dumps({"machine": machine(), "smiles": args.smiles, "rows": rows}, indent=2))
     plot(rows, out.with_suffix(".png"), f"anids-md fit {args.smiles} ({args.name}), PBE/def2-SVP")
 

@@ -209,7 +209,7 @@ def main() -> None:
     parser.add_argument("--mace-epochs", type=int, default=600)
     parser.add_argument("--label", default="rmd17-50", help="name of the anids-md recipe in the results")
     parser.add_argument("--set", nargs="*", default=[], help="anids-md recipe overrides, e.g. optim.loss=dens")
-    parser.add_argument("--startup-s", type=float, default=5.0,
+    parser.add_argument("--startup-s", type=float, default=25.0,
                         help="seconds of the budget left for anids-md's start-up and final save (the loop gets the rest)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--speed-rounds", type=int, default=3)
@@ -219,7 +219,6 @@ def main() -> None:
         raise SystemExit(f"no mace-torch in {args.mace_venv}: run `bash ../shared/tools/peer_mace_speed.sh --help` once, or pass --mace-venv")
     data = rmd17_dir(args.data)
     out = Path(args.out)
-    previous = json.loads(out.with_suffix(".json").read_text())["rows"] if out.with_suffix(".json").exists() else []
     rows = []
     for molecule in args.molecules:
         frames = write_frames(data, molecule, Path(args.runs) / "frames")
@@ -237,7 +236,8 @@ def main() -> None:
             for row in mace + ours:
                 row["ms_per_call"] = speed["MACE small" if row["code"] == "MACE small" else args.label]
         rows += mace + ours
-    # rows of other molecules or recipes from earlier invocations are kept
+    # rows of other molecules or recipes from earlier (or concurrent) invocations are kept
+    previous = json.loads(out.with_suffix(".json").read_text())["rows"] if out.with_suffix(".json").exists() else []
     same = {(r["molecule"], r["code"], r["recipe"], r["seed"]) for r in rows}
     rows = [r for r in previous if (r["molecule"], r["code"], r["recipe"], r["seed"]) not in same] + rows
     result = {"what": "test force/energy MAE on all 1000 test_01 frames after rmd17-50 training of MACE small and anids-md for "

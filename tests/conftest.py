@@ -19,6 +19,7 @@ def tiny_config(**overrides) -> ModelConfig:
         elements=[1, 6, 8], cutoff=4.0, channels=8, lmax=2, layers=2, n_radial=6, radial_hidden=16,
         readout_hidden=8, avg_num_neighbors=8.0, force_scale=1.3, energy_shift=-0.2,
         reference_energies={1: -13.6, 6: -1025.3, 8: -2035.6}, bond_projections=True, readout_every_layer=True,
+        radial_layers=2,
     )
     values.update(overrides)
     return ModelConfig(**values)

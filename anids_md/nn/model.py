@@ -31,6 +31,7 @@ class ModelConfig:
     avg_num_neighbors: float = 10.0  # divides summed messages
     # Options after the first release; their defaults are what checkpoints without them were.
     bond_projections: bool = False  # scalar messages x_j^l · Y_l(r̂_ij) (nn/interaction.py)
+    radial_layers: int = 1  # hidden layers of the radial MLP shared by the blocks
     readout_every_layer: bool = False  # energy from every block's scalars (as MACE), not the last only
     # Normalisation: E = sum_i [force_scale * e_i + energy_shift + E0(Z_i)]  (eV)
     force_scale: float = 1.0  # eV/Å
@@ -78,7 +79,11 @@ class Encoder(nn.Module):
         self.embedding = nn.Embedding(len(c.elements), c.channels)
         self.radial_basis = BesselBasis(c.cutoff, c.n_radial)
         self.envelope = PolynomialCutoff(c.cutoff)
-        self.radial_mlp = nn.Sequential(nn.Linear(c.n_radial, c.radial_hidden), nn.SiLU())  # shared by blocks
+        if c.radial_layers < 1:
+            raise ValueError(f"radial_layers must be at least 1, got {c.radial_layers}")
+        widths = [c.n_radial] + [c.radial_hidden] * c.radial_layers
+        # shared by the blocks, each of which maps its output linearly to its own radial weights
+        self.radial_mlp = nn.Sequential(*(m for a, b in zip(widths, widths[1:]) for m in (nn.Linear(a, b), nn.SiLU())))
         self.blocks = nn.ModuleList(
             InteractionBlock(c.channels, c.lmax, c.radial_hidden, len(c.elements), c.correlation, c.bond_projections)
             for _ in range(c.layers)

@@ -189,7 +189,7 @@ def plot(rows: list[dict], path: Path) -> None:
             ax.scatter([x] * len(y), y, color=colour, alpha=0.4)
             ax.errorbar(x, np.mean(y), yerr=np.std(y, ddof=1) if len(y) > 1 else None, fmt="o", color=colour, capsize=4,
                         label=f"{group[0]['code']}: {recipe} ({np.mean([r['wall_s'] for r in group]):.0f} s)")
-        ax.set_xscale("log")
+        ax.set_xlim(left=0)
         ax.set_xlabel("ms per energy+forces call (float32, 1 thread)")
         ax.set_ylabel("test force MAE (meV/Å)")
         ax.set_title(f"{molecule}, rmd17-50, equal training wall time")

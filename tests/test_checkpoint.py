@@ -50,7 +50,7 @@ def test_foreign_and_mismatched_files(tiny_model, tmp_path):
         load_checkpoint(tmp_path / "nothing.safetensors")
 
 
-@pytest.mark.parametrize("name", ["rmd17-aspirin", "rmd17-ethanol"])
+@pytest.mark.parametrize("name", ["rmd17-aspirin", "rmd17-ethanol", "rmd17-50-aspirin", "rmd17-50-ethanol"])
 def test_shipped_models_load(name):
     assert name in shipped_models()
     model, metadata = load_checkpoint(name)

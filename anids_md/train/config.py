@@ -44,6 +44,7 @@ class OptimConfig:
     min_lr_ratio: float = 0.01  # cosine decays to lr * min_lr_ratio
     warmup_steps: int = 100
     weight_decay: float = 0.0
+    amsgrad: bool = False  # AdamW's AMSGrad variant (the step size never grows back; MACE's choice)
     energy_weight: float = 1.0  # on (ΔE / force_scale)^2 per structure
     forces_weight: float = 10.0  # on (ΔF / force_scale)^2 per component
     loss: str = "mse"  # mse | dens (energy L1, forces and denoising L2MAE; see train/losses.py)

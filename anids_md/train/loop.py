@@ -45,7 +45,7 @@ class TrainingLoop:
         self.total_steps = self.planned_steps
         if optim.max_wall_s and world > 1:
             raise ValueError("optim.max_wall_s needs a single process: data-parallel ranks would each time themselves")
-        self.optimizer = torch.optim.AdamW(trainable.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
+        self.optimizer = torch.optim.AdamW(trainable.parameters(), lr=optim.lr, weight_decay=optim.weight_decay, amsgrad=optim.amsgrad)
         self.scheduler = self._schedule(first_step=0)
         self.ema = ExponentialMovingAverage(averaged, optim.ema_decay)
         self.noise_rng = torch.Generator(device=device)

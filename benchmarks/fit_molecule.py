@@ -35,7 +35,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     samplers = sorted({_arm(r) for r in rows})
-    fig, ax = plt.subplots(figsize=(1.6 * len(samplers) + 1.5, 4))
+    fig, ax = plt.subplots(figsize=(2.2 * len(samplers) + 1, 4))
     for k, key in enumerate(["heldout_forces_mae_meV_per_A", "rmd17_test_forces_mae_meV_per_A"]):
         values = [[r[key] for r in rows if _arm(r) == s] for s in samplers]
         ax.bar(np.arange(len(samplers)) + (k - 0.5) * 0.38, [np.mean(v) for v in values], 0.38,

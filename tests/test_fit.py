@@ -57,7 +57,7 @@ def test_samplers_keep_their_amplitude_and_shape():
 
 
 def test_fit_water_end_to_end(tmp_path):
-    settings = FitSettings(level=FAST, frames=12, rounds=1, frames_per_round=4, test_frames=4, md_steps=40, steps=150,
+    settings = FitSettings(level=FAST, sampler="normal-modes", frames=12, rounds=1, frames_per_round=4, test_frames=4, md_steps=40, steps=150,
                            nve_steps=40, workers=2, temperature_K=300.0)
     report = fit("O", tmp_path / "water", settings, cache_dir=tmp_path / "cache", progress=False)
     saved = json.loads((tmp_path / "water" / "report.json").read_text())

@@ -70,19 +70,18 @@ def write_frames(data: Path, molecule: str, folder: Path) -> dict[str, Path]:
     return paths
 
 
-def run_timed(cmd: list[str], log: Path, cwd: Path | None = None) -> float:
+def run_timed(cmd: list[str], log: Path) -> float:
     """Run `cmd` on one thread, its output to `log`; the wall seconds (an error with the log's tail)."""
     start = time.perf_counter()
     with open(log, "w") as handle:
-        done = subprocess.run(cmd, env={**os.environ, **ONE_THREAD}, stdout=handle, stderr=subprocess.STDOUT, cwd=cwd,
-                              check=False)
+        done = subprocess.run(cmd, env={**os.environ, **ONE_THREAD}, stdout=handle, stderr=subprocess.STDOUT, check=False)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:3])} failed; the end of {log}:\n{log.read_text()[-3000:]}")
     return wall
 
 
-def test_errors(predicted: list, reference_file: Path) -> dict:
+def errors_against_labels(predicted: list, reference_file: Path) -> dict:
     """Errors of (energy, forces) predictions against the REF_ labels of `reference_file`."""
     ref = [(a.info["REF_energy"], a.arrays["REF_forces"]) for a in read(reference_file, ":")]
     return error_metrics([e for e, _ in predicted], [f for _, f in predicted], [e for e, _ in ref], [f for _, f in ref])
@@ -111,7 +110,7 @@ def train_mace(args, molecule: str, seed: int, frames: dict[str, Path]) -> dict:
     predicted = [(a.info["MACE_energy"], a.arrays["MACE_forces"]) for a in read(predictions, ":")]
     row = {"molecule": molecule, "code": "MACE small", "recipe": "mace-torch rMD17 recipe", "protocol": "rmd17-50", "seed": seed,
            "wall_s": round(wall, 1), "epochs": args.mace_epochs, "model": str(model),
-           **_rounded(test_errors(predicted, frames["test"]))}
+           **_rounded(errors_against_labels(predicted, frames["test"]))}
     result.write_text(json.dumps(row, indent=2))
     return row
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from itertools import pairwise
 from typing import NamedTuple
 
 import torch
@@ -83,7 +84,7 @@ class Encoder(nn.Module):
             raise ValueError(f"radial_layers must be at least 1, got {c.radial_layers}")
         widths = [c.n_radial] + [c.radial_hidden] * c.radial_layers
         # shared by the blocks, each of which maps its output linearly to its own radial weights
-        self.radial_mlp = nn.Sequential(*(m for a, b in zip(widths, widths[1:]) for m in (nn.Linear(a, b), nn.SiLU())))
+        self.radial_mlp = nn.Sequential(*(m for a, b in pairwise(widths) for m in (nn.Linear(a, b), nn.SiLU())))
         self.blocks = nn.ModuleList(
             InteractionBlock(c.channels, c.lmax, c.radial_hidden, len(c.elements), c.correlation, c.bond_projections)
             for _ in range(c.layers)

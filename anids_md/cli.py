@@ -201,7 +201,7 @@ def cmd_dft_optimize(args) -> None:
 
     atoms = _read_one(args.input)
     level = _level(args)
-    result = dft_optimize(atoms, level, cache_dir=args.cache)
+    result = dft_optimize(atoms, level, cache_dir=args.cache, progress=not args.quiet)
     result.atoms.info["energy_eV"] = result.energy_eV
     write(args.output, result.atoms, format="extxyz")
     state = "converged" if result.converged else "NOT converged"
@@ -368,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("dft-optimize", "PySCF + geomeTRIC reference optimisation (cached; PySCF uses all cores)", cmd_dft_optimize, threads=False)
     p.add_argument("input", help="structure file ASE reads (one structure)")
     p.add_argument("-o", "--output", required=True, help="extxyz of the DFT minimum")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_level(p)
 
     p = command("rmsd", "RMSD (Å) between two conformations of the same atoms after Kabsch alignment", cmd_rmsd, threads=False)

@@ -8,6 +8,10 @@ level of theory, which the fit never saw), set beside the rmd17-50 figure of a m
 
 `--frames N` changes the first labelled set (default FitSettings.frames): normal-modes spends 6N
 DFT gradients on its Hessian, so `--frames` 64 - 6N gives it the others' number of DFT calls.
+`--rounds`, `--frames-per-round` and `--test-frames` shrink the chain for a bigger molecule:
+
+    python benchmarks/fit_molecule.py --smiles "CC(=O)Oc1ccccc1C(=O)O" --name aspirin --samplers isotropic \
+        --frames 32 --rounds 1 --frames-per-round 8 --test-frames 12 --cache runs/fit-aspirin/dft-cache --runs runs/fit-aspirin
 
 The DFT cache is the user's (~/.cache/anids-md/dft): a run repeated is not a cold-start timing;
 `--cache DIR` with a fresh DIR is."""
@@ -61,6 +65,9 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--frames", type=int, default=FitSettings.frames, help="first labelled set, drawn by the sampler")
+    parser.add_argument("--rounds", type=int, default=FitSettings.rounds)
+    parser.add_argument("--frames-per-round", type=int, default=FitSettings.frames_per_round)
+    parser.add_argument("--test-frames", type=int, default=FitSettings.test_frames)
     parser.add_argument("--cache", help="DFT cache folder (default the user's)")
     parser.add_argument("--data", help="folder of the rMD17 split files (default $ANIDS_RMD17 or ../shared/data/rmd17)")
     parser.add_argument("--runs", default="runs/fit")
@@ -72,7 +79,8 @@ def main() -> None:
     cold = args.cache is not None and not any(Path(args.cache).glob("*"))  # an empty cache: a cold-start timing
     for sampler in args.samplers:
         for seed in args.seeds:
-            settings = FitSettings(sampler=sampler, seed=seed, workers=args.workers, frames=args.frames)
+            settings = FitSettings(sampler=sampler, seed=seed, workers=args.workers, frames=args.frames, rounds=args.rounds,
+                                   frames_per_round=args.frames_per_round, test_frames=args.test_frames)
             frames = "" if args.frames == FitSettings.frames else f"-f{args.frames}"
             folder = Path(args.runs) / f"{args.name}-{sampler}{frames}-s{seed}"
             report = fit(args.smiles, folder, settings, cache_dir=args.cache)

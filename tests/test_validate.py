@@ -89,7 +89,9 @@ def test_dft_optimize_rmsd_and_validate_commands(tmp_path, capsys):
     write(start, water())
     cache = str(tmp_path / "cache")
     main(["dft-optimize", str(start), "-o", str(tmp_path / "min.extxyz"), "--basis", "sto-3g", "--cache", cache])
-    assert "converged" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "converged" in printed.out
+    assert "DFT minimum (PBE/sto-3g)" in printed.err and "max |F|" in printed.err  # the progress bar, a tick per gradient
     main(["rmsd", str(start), str(tmp_path / "min.extxyz")])
     assert 0.01 < float(capsys.readouterr().out) < 0.2
     main(["validate", "rmd17-ethanol", str(start), "--basis", "sto-3g", "--cache", cache, "--json", str(tmp_path / "v.json"),

@@ -89,7 +89,7 @@ def fit(source: str | Molecule, out_dir: str | Path, settings: FitSettings | Non
     write(out / "start.xyz", molecule.atoms)
     stage("structure")
 
-    minimum = dft_optimize(molecule.atoms, level, cache_dir=cache_dir)
+    minimum = dft_optimize(molecule.atoms, level, cache_dir=cache_dir, progress=progress)
     if not minimum.converged:
         logger.warning("the DFT optimisation stopped before converging (%d steps); sampling around its last structure", minimum.steps)
     write(out / "dft_minimum.xyz", minimum.atoms)

@@ -17,7 +17,7 @@ from ..data import AtomicGraph, collate, rebuild_edges
 from ..nn import DenoisingHead, ForceField
 from ..noise import Covariances, ForceEncoding, NoiseConfig, corrupt, structure_covariances
 from .config import TrainConfig
-from .losses import energy_force_loss, scalar_error, vector_error
+from .losses import energy_force_loss, energy_force_terms, vector_error
 
 
 class AuxiliaryDenoising(nn.Module):
@@ -86,12 +86,10 @@ class AuxiliaryDenoising(nn.Module):
         mask = torch.from_numpy(picked).to(batch.positions.device)
         graph, target, features, atoms = self._corrupt(model, batch, indices, mask, noise_rng)
         out = model(graph, compute_forces=True, training=True, node_features=features, denoiser=self.head if len(atoms) else None)
-        scale = model.config.force_scale
-        energy_loss = scalar_error(((out["energy"] - batch.energy) / scale).to(out["forces"].dtype), self.form)
-        forces_loss = vector_error((out["forces"] - batch.forces)[~mask] / scale, self.form)
-        denoise = vector_error(out["vectors"][atoms] - target, self.form) if len(atoms) else energy_loss.new_zeros(())
-        total = energy_weight * energy_loss + forces_weight * forces_loss + weight * denoise
-        return {"loss": total, "energy": energy_loss.detach(), "forces": forces_loss.detach(), "denoise": denoise.detach()}
+        # forces only on the atoms left in place: a displaced atom's label is its denoising target
+        losses = energy_force_terms(out, batch, model.config.force_scale, energy_weight, forces_weight, self.form, ~mask)
+        denoise = vector_error(out["vectors"][atoms] - target, self.form) if len(atoms) else losses["loss"].new_zeros(())
+        return {**losses, "loss": losses["loss"] + weight * denoise, "denoise": denoise.detach()}
 
     def _corrupt(self, model: ForceField, batch: AtomicGraph, indices, mask: torch.Tensor, noise_rng):
         """The batch (of training structures `indices`) with the atoms in `mask` displaced, their

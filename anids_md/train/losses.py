@@ -29,11 +29,18 @@ def vector_error(error: torch.Tensor, form: str) -> torch.Tensor:
     return masked_mean(torch.linalg.vector_norm(error, dim=-1))
 
 
-def energy_force_loss(model: ForceField, batch: AtomicGraph, energy_weight: float, forces_weight: float, form: str = "mse") -> dict:
-    """Weighted energy (per structure) and force errors of a clean batch."""
-    out = model(batch, compute_forces=True, training=True)
-    scale = model.config.force_scale
+def energy_force_terms(out: dict, batch: AtomicGraph, scale: float, energy_weight: float, forces_weight: float,
+                       form: str = "mse", force_atoms: torch.Tensor | None = None) -> dict:
+    """Weighted energy (per structure) and force errors of a model output `out` against the
+    batch's labels, in units of `scale` (eV/Å); `force_atoms` (a mask) limits the force term."""
     energy_loss = scalar_error(((out["energy"] - batch.energy) / scale).to(out["forces"].dtype), form)
-    forces_loss = vector_error((out["forces"] - batch.forces) / scale, form)
+    force_error = out["forces"] - batch.forces
+    forces_loss = vector_error((force_error if force_atoms is None else force_error[force_atoms]) / scale, form)
     total = energy_weight * energy_loss + forces_weight * forces_loss
     return {"loss": total, "energy": energy_loss.detach(), "forces": forces_loss.detach()}
+
+
+def energy_force_loss(model: ForceField, batch: AtomicGraph, energy_weight: float, forces_weight: float, form: str = "mse") -> dict:
+    """Weighted energy and force errors of a clean batch."""
+    out = model(batch, compute_forces=True, training=True)
+    return energy_force_terms(out, batch, model.config.force_scale, energy_weight, forces_weight, form)

@@ -113,17 +113,38 @@ def test_float32_energy_keeps_large_reference_energies_exact(ethanol):
     assert abs(e32.item() - e64) < 1e-4  # float32 alone would round -4.2e3 eV to ~5e-4 eV
 
 
-@pytest.mark.parametrize("lmax, correlation, options", [(1, 2, True), (3, 2, True), (2, 3, True), (2, 2, False)])
-def test_other_architectures_stay_equivariant(ethanol, lmax, correlation, options):
+@pytest.mark.parametrize("lmax, correlation, options, feature_lmax", [
+    (1, 2, True, None), (3, 2, True, None), (2, 3, True, None), (2, 2, False, None), (2, 2, False, 1), (3, 3, True, 1),
+])
+def test_other_architectures_keep_the_physics(ethanol, lmax, correlation, options, feature_lmax):
     torch.manual_seed(1)
-    config = tiny_config(lmax=lmax, layers=3, correlation=correlation, bond_projections=options, readout_every_layer=options)
+    config = tiny_config(lmax=lmax, layers=3, correlation=correlation, bond_projections=options, readout_every_layer=options,
+                         feature_lmax=feature_lmax)
     model = ForceField(config).double().eval()
-    rotation = Rotation.random(random_state=4).as_matrix()
+    reference = run(model, ethanol)
+    rotation = -Rotation.random(random_state=4).as_matrix()  # a rotation and the inversion
     moved = ethanol.copy()
     moved.positions = ethanol.positions @ rotation.T
-    a, b = run(model, ethanol), run(model, moved)
-    assert a["energy"][0] == pytest.approx(b["energy"][0], abs=1e-9)
-    np.testing.assert_allclose(b["forces"], a["forces"] @ rotation.T, atol=1e-10)
+    out = run(model, moved)
+    assert out["energy"][0] == pytest.approx(reference["energy"][0], abs=1e-9)
+    np.testing.assert_allclose(out["forces"], reference["forces"] @ rotation.T, atol=1e-10)
+    order = np.random.default_rng(0).permutation(len(ethanol))
+    np.testing.assert_allclose(run(model, ethanol[order])["forces"], reference["forces"][order], atol=1e-10)
+    h = 1e-5
+    plus, minus = ethanol.copy(), ethanol.copy()
+    plus.positions[2, 1] += h
+    minus.positions[2, 1] -= h
+    numeric = -(run(model, plus)["energy"][0] - run(model, minus)["energy"][0]) / (2 * h)
+    assert reference["forces"][2, 1] == pytest.approx(numeric, abs=1e-7) and np.abs(reference["forces"]).max() > 1e-3
+
+
+def test_feature_lmax_keeps_fewer_degrees_and_is_checked(ethanol):
+    model = ForceField(tiny_config(lmax=2, feature_lmax=1)).double()
+    graph = graph_from_atoms(ethanol, model.config.cutoff).to(dtype=torch.float64)
+    species = model.element_indices(graph.numbers)
+    assert model.features(graph, species, model.edge_embedding(graph)).shape[0] == 4  # degrees 0 and 1
+    with pytest.raises(ValueError, match="feature_lmax must be between 1 and lmax"):
+        ForceField(tiny_config(lmax=2, feature_lmax=3))
 
 
 def test_model_config_roundtrip_and_unknown_keys():

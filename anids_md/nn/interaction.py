@@ -95,15 +95,19 @@ def fit_components(x: torch.Tensor, d: int) -> torch.Tensor:
 
 class InteractionBlock(nn.Module):
     def __init__(self, channels: int, lmax: int, radial_hidden: int, n_elements: int, correlation: int = 2,
-                 bond_projections: bool = False):
+                 bond_projections: bool = False, feature_lmax: int | None = None):
         super().__init__()
         if correlation not in (2, 3):
             raise ValueError(f"correlation (body order of the atomic product) must be 2 or 3, got {correlation}")
         self.channels, self.lmax, self.correlation = channels, lmax, correlation
+        # the density and its products go up to lmax; the block's output keeps degrees <= feature_lmax
+        self.feature_lmax = lmax if feature_lmax is None else feature_lmax
+        if not 1 <= self.feature_lmax <= lmax:
+            raise ValueError(f"feature_lmax must be between 1 and lmax ({lmax}), got {self.feature_lmax}")
         self.bond_projections = bond_projections
-        # Radial weights: lmax+1 for the spherical-harmonic terms, lmax for the pass-through, and
-        # lmax for the bond projections when used.
-        self.n_weights = (3 if bond_projections else 2) * lmax + 1
+        # Radial weights: lmax+1 for the spherical-harmonic terms, feature_lmax for the pass-through,
+        # and feature_lmax for the bond projections when used.
+        self.n_weights = lmax + 1 + (2 if bond_projections else 1) * self.feature_lmax
         self.radial = nn.Linear(radial_hidden, channels * self.n_weights, bias=False)
         # Products A⊗A (and (A⊗A)⊗A) with one weight per element, path and channel.
         self.register_buffer("coefficients2", product_coefficients(lmax).float(), persistent=False)
@@ -114,8 +118,8 @@ class InteractionBlock(nn.Module):
             n3 = len(product_paths(lmax, symmetric=False))
             self.product_weights3 = nn.Parameter(torch.randn(n_elements, n3, channels) / math.sqrt(n3))
         # One channel mixing of [density, product, own features] (self-connection included).
-        self.mix = DegreeWiseLinear(3 * channels, channels, lmax)
-        self.gate = GatedNonlinearity(channels, lmax)
+        self.mix = DegreeWiseLinear(3 * channels, channels, self.feature_lmax)
+        self.gate = GatedNonlinearity(channels, self.feature_lmax)
 
     def density(self, x, edge_index, sh, radial_features, envelope, inv_avg_neighbors):
         """A_i (D, N, C): the sum over neighbours of the edge messages. `sh` is (D, E, 1)."""
@@ -131,7 +135,7 @@ class InteractionBlock(nn.Module):
                 part = sh_l[0] * (weights[0] * x_j[0])
                 if self.bond_projections:  # x_j^l · Y_l(r̂_ij) / √(2l+1): how a neighbour's vectors lie along the bond
                     for k in range(1, len(x_j)):
-                        part = part + weights[2 * self.lmax + k] * (x_j[k] * sh_l[k]).sum(0, keepdim=True) / math.sqrt(2 * k + 1)
+                        part = part + weights[self.lmax + self.feature_lmax + k] * (x_j[k] * sh_l[k]).sum(0, keepdim=True) / math.sqrt(2 * k + 1)
             else:
                 part = sh_l[l] * (weights[l] * x_j[0])
                 if l < len(x_j):  # neighbours' degree-l features, radially weighted
@@ -158,6 +162,8 @@ class InteractionBlock(nn.Module):
 
     def forward(self, x, species, edge_index, sh, radial_features, envelope, inv_avg_neighbors):
         a = self.density(x, edge_index, sh, radial_features, envelope, inv_avg_neighbors)
-        x = fit_components(x, len(a))
-        update = self.mix(torch.cat([a, self.product(a, species), x], dim=-1))
+        d = n_components(self.feature_lmax)
+        x = fit_components(x, d)
+        # the product reads every degree of the density (2 ⊗ 2 -> 0 too) before the output is cut to d
+        update = self.mix(torch.cat([a[:d], self.product(a, species)[:d], x], dim=-1))
         return self.gate(update) + x  # residual

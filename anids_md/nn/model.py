@@ -34,6 +34,9 @@ class ModelConfig:
     bond_projections: bool = False  # scalar messages x_j^l · Y_l(r̂_ij) (nn/interaction.py)
     radial_layers: int = 1  # hidden layers of the radial MLP shared by the blocks
     readout_every_layer: bool = False  # energy from every block's scalars (as MACE), not the last only
+    # highest degree of the features passed between blocks (MACE small keeps 1); None: lmax. The
+    # spherical harmonics and the density's products still go up to lmax.
+    feature_lmax: int | None = None
     # Normalisation: E = sum_i [force_scale * e_i + energy_shift + E0(Z_i)]  (eV)
     force_scale: float = 1.0  # eV/Å
     energy_shift: float = 0.0  # eV per atom
@@ -86,7 +89,7 @@ class Encoder(nn.Module):
         # shared by the blocks, each of which maps its output linearly to its own radial weights
         self.radial_mlp = nn.Sequential(*(m for a, b in pairwise(widths) for m in (nn.Linear(a, b), nn.SiLU())))
         self.blocks = nn.ModuleList(
-            InteractionBlock(c.channels, c.lmax, c.radial_hidden, len(c.elements), c.correlation, c.bond_projections)
+            InteractionBlock(c.channels, c.lmax, c.radial_hidden, len(c.elements), c.correlation, c.bond_projections, c.feature_lmax)
             for _ in range(c.layers)
         )
 
@@ -106,7 +109,7 @@ class Encoder(nn.Module):
 
     def features(self, graph: AtomicGraph, species: torch.Tensor, edges: EdgeEmbedding,
                  node_features: torch.Tensor | None = None, scalars: list | None = None) -> torch.Tensor:
-        """Final per-atom features (D, N, C), D = (lmax+1)^2. `node_features` (D', N, C), if given,
+        """Final per-atom features (D, N, C), D = (feature_lmax+1)^2. `node_features` (D', N, C), if given,
         is added to the initial embedding (force encoding in denoising fine-tuning). `scalars`,
         if given, receives every block's scalar features (N, C)."""
         x = self.embedding(species).unsqueeze(0)  # (1, N, C): scalars only

@@ -206,6 +206,8 @@ def main() -> None:
     parser.add_argument("--mace-venv", default=os.environ.get("PEER_MACE_VENV", "/tmp/peer-mace-venv"),
                         help="venv with mace-torch (bash ../shared/tools/peer_mace_speed.sh makes it)")
     parser.add_argument("--mace-epochs", type=int, default=600)
+    parser.add_argument("--mace-from", help="take MACE's rows (and so the budget) from this earlier results JSON instead of "
+                                            "training MACE again, e.g. benchmarks/results/vs_mace.json when screening recipes")
     parser.add_argument("--label", default="rmd17-50", help="name of the anids-md recipe in the results")
     parser.add_argument("--set", nargs="*", default=[], help="anids-md recipe overrides, e.g. optim.loss=dens")
     parser.add_argument("--startup-s", type=float, default=25.0,
@@ -214,15 +216,21 @@ def main() -> None:
     parser.add_argument("--speed-rounds", type=int, default=3)
     parser.add_argument("--out", default=str(RESULTS / "vs_mace"))
     args = parser.parse_args()
-    if not (Path(args.mace_venv) / "bin" / "mace_run_train").exists():
+    if not args.mace_from and not (Path(args.mace_venv) / "bin" / "mace_run_train").exists():
         raise SystemExit(f"no mace-torch in {args.mace_venv}: run `bash ../shared/tools/peer_mace_speed.sh --help` once, or pass --mace-venv")
     data = rmd17_dir(args.data)
     out = Path(args.out)
     rows = []
     for molecule in args.molecules:
         frames = write_frames(data, molecule, Path(args.runs) / "frames")
-        with ThreadPoolExecutor(args.workers) as pool:
-            mace = list(pool.map(partial(train_mace, args, molecule, frames=frames), args.seeds))
+        if args.mace_from:
+            earlier = json.loads(Path(args.mace_from).read_text())["rows"]
+            mace = [r for r in earlier if r["code"] == "MACE small" and r["molecule"] == molecule and r["seed"] in args.seeds]
+            if len(mace) != len(args.seeds):
+                raise SystemExit(f"{args.mace_from} lacks MACE rows for {molecule}, seeds {args.seeds}")
+        else:
+            with ThreadPoolExecutor(args.workers) as pool:
+                mace = list(pool.map(partial(train_mace, args, molecule, frames=frames), args.seeds))
         budget = float(np.mean([r["wall_s"] for r in mace]))
         print(f"{molecule}: MACE {[r['forces_mae_meV_per_A'] for r in mace]} meV/Å in {budget:.0f} s", flush=True)
         with ThreadPoolExecutor(args.workers) as pool:

@@ -1,10 +1,11 @@
-"""Accuracy on rMD17 (BENCHMARKS.md A): evaluate trained runs on all of their test file and
-compare with published anchors. Usage:
+"""Accuracy on rMD17 (BENCHMARKS.md A): evaluate models on all of their test file, in float64,
+and compare with published anchors. Usage:
 
-    python benchmarks/accuracy.py runs/rmd17-50-ethanol runs/rmd17-50-aspirin runs/rmd17-1000-ethanol
+    python benchmarks/accuracy.py rmd17-50-ethanol rmd17-50-aspirin rmd17-ethanol rmd17-aspirin
 
-Each run folder is the output of `anids-md train` (model.safetensors = EMA weights selected on
-validation). Writes benchmarks/results/accuracy.json and accuracy.png.
+Each model is a shipped name, a checkpoint file or a run folder of `anids-md train`
+(model.safetensors = EMA weights selected on validation); its test file is the one named in its
+metadata, looked up in --data. Writes benchmarks/results/accuracy.json and accuracy.png.
 """
 
 import argparse
@@ -20,7 +21,7 @@ import torch  # noqa: E402
 from anids_md.checkpoint import load_checkpoint  # noqa: E402
 from anids_md.data import read_structures  # noqa: E402
 from anids_md.evaluation import evaluate  # noqa: E402
-from common import RESULTS, machine  # noqa: E402
+from common import RESULTS, machine, rmd17_dir  # noqa: E402
 
 # Published force MAE (meV/Å), BENCHMARKS.md A.
 ANCHORS = {
@@ -37,18 +38,20 @@ def molecule_of(path: str) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+")
+    parser.add_argument("models", nargs="+", help="shipped model names, checkpoint files or run folders")
+    parser.add_argument("--data", help="folder of the rMD17 split files (default $ANIDS_RMD17 or ../shared/data/rmd17)")
     parser.add_argument("--out", default=str(RESULTS / "accuracy.json"))
     args = parser.parse_args()
     rows = []
-    for run in map(Path, args.runs):
-        model, metadata = load_checkpoint(run / "model.safetensors", dtype=torch.float64)
+    for name in args.models:
+        model, metadata = load_checkpoint(Path(name) / "model.safetensors" if Path(name).is_dir() else name, dtype=torch.float64)
         training, results = metadata["training"], metadata["results"]
-        test_file = results["test_file"]
+        test_file = str(rmd17_dir(args.data) / Path(results["test_file"]).name)
         metrics = evaluate(model, read_structures(test_file))
         molecule = molecule_of(test_file)
         rows.append({
-            "run": str(run),
+            "name": name,
+            "run": results["name"],
             "molecule": molecule,
             "protocol": training["protocol"],
             "seed": training["seed"],
@@ -65,9 +68,6 @@ def main():
             "parameters": sum(p.numel() for p in model.parameters()),
             "model": metadata["model"] | {"reference_energies": "see checkpoint"},
             "published_forces_mae_meV_per_A": ANCHORS.get((molecule, training["protocol"]), {}),
-            "train_command": f"anids-md train --config {training['protocol']} name={run.name} "
-                             f"optim.epochs={training['config']['optim']['epochs']} "
-                             f"data.train={training['train_file']} data.test={test_file}",
         })
         print(f"{molecule:10s} {training['protocol']:11s} force MAE {metrics['forces_mae_meV_per_A']:.2f} meV/Å, "
               f"energy MAE {metrics['energy_mae_meV']:.2f} meV  (published: {rows[-1]['published_forces_mae_meV_per_A']})")
@@ -84,7 +84,7 @@ def plot(rows, path):
             ax.bar(k + (j - (len(bars) - 1) / 2) * width, value, width, color=f"C{j}", label=name if name not in labels else None)
             labels.append(name)
             ax.text(k + (j - (len(bars) - 1) / 2) * width, value, f"{value:.1f}", ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(range(len(rows)), [f"{r['molecule']}\n{r['protocol']}\n{r['epochs']} epochs" for r in rows])
+    ax.set_xticks(range(len(rows)), [f"{r['molecule']}\n{r['protocol']}\n{r['name']}" for r in rows])
     ax.set_ylabel("force MAE on test_01 (meV/Å)")
     ax.set_title("rMD17 accuracy: anids-md vs published")
     ax.legend(fontsize=8)

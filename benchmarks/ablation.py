@@ -121,10 +121,11 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     molecules = sorted({r["molecule"] for r in rows})
+    arms = [a for a in ARMS if any((r["objective"], r["pretrained"]) == a for r in rows)]  # the arms that were run
     fig, axes = plt.subplots(2, len(molecules), figsize=(5.5 * len(molecules), 8), squeeze=False)
     for column, molecule in enumerate(molecules):
         bars, curves = axes[0][column], axes[1][column]
-        for k, arm in enumerate(ARMS):
+        for k, arm in enumerate(arms):
             chosen = [r for r in rows if (r["molecule"], r["objective"], r["pretrained"]) == (molecule, *arm)]
             if not chosen:
                 continue
@@ -135,7 +136,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
             steps = sorted({s for curve in by_step for s in curve})
             mean = [np.mean([curve[s] for curve in by_step if s in curve]) for s in steps]
             curves.loglog(steps, mean, "o-", color=f"C{k}", label=arm_label(*arm))
-        bars.set_xticks(range(len(ARMS)), [arm_label(*a) for a in ARMS], rotation=25, ha="right", fontsize=8)
+        bars.set_xticks(range(len(arms)), [arm_label(*a) for a in arms], rotation=25, ha="right", fontsize=8)
         bars.set(title=f"{molecule}, rmd17-50", ylabel="test force MAE (meV/Å)")
         curves.set(xlabel="optimiser step", ylabel="validation force MAE (meV/Å)")
         curves.legend(fontsize=7)

@@ -173,7 +173,9 @@ def _fit_model(out: Path, index: int, frames: list[Atoms], s: FitSettings, progr
     n_valid = max(1, round(0.2 * len(frames)))
     recipe = [f"seed={s.seed}", f"init={s.init}", "data.protocol=null", f"data.n_valid={n_valid}", "data.reference_energies=null",
               f"optim.max_steps={s.steps}", f"optim.patience={s.steps}", "device=cpu"]
-    digest = hashlib.sha256(data.read_bytes() + " ".join(recipe).encode()).hexdigest()[:12]
+    # the whole resolved recipe goes into the digest, so a changed packaged recipe never reuses an old fit
+    resolved = asdict(load_config("rmd17-50-anids", [*recipe, f"data.train={data}"]))
+    digest = hashlib.sha256(data.read_bytes() + json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:12]
     config = load_config("rmd17-50-anids", [
         *recipe, f"name=fit{index}-{digest}", f"output_dir={out / 'training'}", f"data.train={data}", "resume=true",
         f"description=anids-md fit, round {index}: {len(frames) - n_valid} training frames",

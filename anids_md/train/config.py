@@ -68,10 +68,11 @@ class DenoiseConfig:
 
     probability: float = 0.25  # p: share of structures that are corrupted
     atom_ratio: float = 0.25  # r: share of atoms corrupted in such a structure
-    # λ_denoise at the start; decays linearly to 0 at the last step. 0.625 is DeNS's ratio of
-    # denoising to force weight (5 : 80) at the recipes' force weight 10; the former 5 made the
-    # force error 30-50 % worse (the first design's 2,000-step ablation).
-    weight: float = 0.625
+    # λ_denoise at the start; decays linearly to 0 at the last step. None: optim.forces_weight / 16,
+    # DeNS's ratio of denoising to force weight (5 : 80). On rmd17-50 at forces weight 100 (λ 6.25)
+    # it lowered the test force error by 6 % (aspirin) and 2 % (ethanol); at forces weight 10 (λ 0.625)
+    # by nothing; a λ of 5 at forces weight 10 made it 30-50 % worse (benchmarks/results/ablation_*).
+    weight: float | None = None
     # Å: the mean noise scale √(tr Σ_i / 3) over the training atoms. `fixed` noise is σ·I; a learned
     # generator keeps its per-atom shape (anisotropy, relative scales) and is rescaled to this mean.
     sigma: float = 0.05
@@ -91,6 +92,8 @@ class DenoiseConfig:
                 raise ValueError(f"denoise.{name} must be in (0, 1], got {value}")
         if not self.sigma > 0:
             raise ValueError(f"denoise.sigma must be positive (Å), got {self.sigma}")
+        if self.weight is not None and not self.weight >= 0:
+            raise ValueError(f"denoise.weight must be 0 or more, got {self.weight}")
         if self.mode not in ("dens", "separate"):
             raise ValueError(f"denoise.mode must be 'dens' or 'separate', got {self.mode!r}")
 

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, machine, rmd17_dir
+from common import RESULTS, machine, rmd17_dir, seed_bars
 
 # (objective, pretrained): the baseline first, then what each addition brings
 ARMS = [("none", False), ("none", True), ("fixed", True), ("isotropic", True), ("anisotropic", True)]
@@ -62,7 +62,7 @@ def run_one(args, job) -> dict:
     if not summary_path.exists():
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         start = time.perf_counter()
-        done = subprocess.run(command(args, *job), env=env, capture_output=True, text=True)
+        done = subprocess.run(command(args, *job), env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"{run_dir.name} failed:\n{done.stderr[-2000:]}")
         print(f"{run_dir.name}: {time.perf_counter() - start:.0f} s", flush=True)
@@ -90,7 +90,7 @@ def summarise(rows: list[dict]) -> list[dict]:
     by training_speed.py, where both objectives see the same machine state.)"""
     out = []
     for molecule in sorted({r["molecule"] for r in rows}):
-        def pick(arm):
+        def pick(arm, molecule=molecule):
             return [r for r in rows if (r["molecule"], r["objective"], r["pretrained"]) == (molecule, *arm)]
 
         base = pick(ARMS[0])
@@ -125,19 +125,18 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     fig, axes = plt.subplots(2, len(molecules), figsize=(5.5 * len(molecules), 8), squeeze=False)
     for column, molecule in enumerate(molecules):
         bars, curves = axes[0][column], axes[1][column]
-        for k, arm in enumerate(arms):
+        groups = []
+        for arm in arms:
             chosen = [r for r in rows if (r["molecule"], r["objective"], r["pretrained"]) == (molecule, *arm)]
             if not chosen:
                 continue
-            values = [r["forces_mae_meV_per_A"] for r in chosen]
-            bars.bar(k, np.mean(values), yerr=np.std(values, ddof=1) if len(values) > 1 else 0, capsize=3, color=f"C{k}")
-            bars.plot([k] * len(values), values, "k.", ms=4)
+            groups.append((arm_label(*arm), [r["forces_mae_meV_per_A"] for r in chosen]))
             by_step = [{int(s): v for s, v in r["valid_forces_mae_by_step"].items()} for r in chosen]  # JSON keys are strings
             steps = sorted({s for curve in by_step for s in curve})
             mean = [np.mean([curve[s] for curve in by_step if s in curve]) for s in steps]
-            curves.loglog(steps, mean, "o-", color=f"C{k}", label=arm_label(*arm))
-        bars.set_xticks(range(len(arms)), [arm_label(*a) for a in arms], rotation=25, ha="right", fontsize=8)
-        bars.set(title=f"{molecule}, rmd17-50", ylabel="test force MAE (meV/Å)")
+            curves.loglog(steps, mean, "o-", color=f"C{len(groups) - 1}", label=arm_label(*arm))  # its bar's colour
+        seed_bars(bars, groups, "test force MAE (meV/Å)")
+        bars.set_title(f"{molecule}, rmd17-50")
         curves.set(xlabel="optimiser step", ylabel="validation force MAE (meV/Å)")
         curves.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)

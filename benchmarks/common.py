@@ -1,4 +1,4 @@
-"""Shared bits of the benchmark scripts: machine description and result paths."""
+"""Shared bits of the benchmark scripts: machine description, result paths, the per-arm bar plot."""
 
 import datetime
 import os
@@ -40,3 +40,14 @@ def machine() -> dict:
         "date": datetime.date.today().isoformat(),
         "command": " ".join(["python"] + sys.argv),
     }
+
+
+def seed_bars(ax, groups: list[tuple[str, list[float]]], ylabel: str) -> None:
+    """One bar per arm (mean, with the seeds' standard deviation) and a dot per seed."""
+    import numpy as np
+
+    for k, (_, values) in enumerate(groups):
+        ax.bar(k, np.mean(values), yerr=np.std(values, ddof=1) if len(values) > 1 else 0, capsize=3, color=f"C{k}")
+        ax.plot([k] * len(values), values, "k.", ms=4)
+    ax.set_xticks(range(len(groups)), [label for label, _ in groups], rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel(ylabel)

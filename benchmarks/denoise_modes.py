@@ -19,7 +19,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import RESULTS, machine, rmd17_dir
+from common import RESULTS, machine, rmd17_dir, seed_bars
 
 DENOISE = ["denoise.weight=0.625", "denoise.sigma=0.05"]
 ARMS = {
@@ -49,7 +49,7 @@ def run_one(args, job) -> dict | None:
                "device=cpu", *ARMS[arm]]
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         start = time.perf_counter()
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             print(f"{run_dir.name} failed: {done.stderr.strip().splitlines()[-1:]}", flush=True)
             return None
@@ -66,19 +66,13 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     molecules = sorted({r["molecule"] for r in rows})
-    arms = [a for a in ARMS if any(r["arm"] == a for r in rows)]
     fig, axes = plt.subplots(1, len(molecules), figsize=(6 * len(molecules), 4.5), squeeze=False)
     for ax, molecule in zip(axes[0], molecules):
-        for k, arm in enumerate(arms):
-            values = [r["forces_mae_meV_per_A"] for r in rows if (r["molecule"], r["arm"]) == (molecule, arm)]
-            if values:
-                ax.bar(k, np.mean(values), yerr=np.std(values) if len(values) > 1 else 0, capsize=3, color=f"C{k}")
-                ax.plot([k] * len(values), values, "k.", ms=4)
-        ax.set_xticks(range(len(arms)), arms, rotation=35, ha="right", fontsize=7)
-        ax.set(title=f"{molecule}, rmd17-50", ylabel="test force MAE (meV/Å)")
+        groups = [(arm, [r["forces_mae_meV_per_A"] for r in rows if (r["molecule"], r["arm"]) == (molecule, arm)]) for arm in ARMS]
+        seed_bars(ax, [g for g in groups if g[1]], "test force MAE (meV/Å)")
+        ax.set_title(f"{molecule}, rmd17-50")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

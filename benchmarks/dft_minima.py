@@ -42,19 +42,23 @@ def main() -> None:
                 print(f"{molecule} frame {k}: {r.steps} gradients, {r.wall_s:.0f} s{' (cached)' if r.cached else ''}", flush=True)
             continue
         rows = compare_minima(checkpoint, starts, [f"{molecule} {k}" for k in range(len(starts))], level, cache_dir=args.cache)
-        results[molecule] = {"checkpoint": checkpoint, "summary": summarize(rows), "structures": as_json(rows)}
+        results[molecule] = {"checkpoint": checkpoint, "summary": summarize(rows), "structures": as_json(rows), "machine": machine()}
         s = results[molecule]["summary"]
         print(f"{molecule}: mean RMSD ML vs DFT minimum {s['mean_rmsd_ml_dft_A']:.4f} Å (max {s['max_rmsd_ml_dft_A']:.4f}), "
               f"reduction {s['mean_rmsd_reduction_A']:.4f} Å, energy penalty {s['mean_dft_energy_penalty_meV']:.2f} meV, "
               f"DFT/ML wall {s['dft_over_ml_wall']:.0f}×")
     if args.dft_only:
         return
+    out = Path(args.out)
+    # molecules of earlier invocations are kept, so one checkpoint can be re-validated on its own
+    earlier = json.loads(out.read_text())["molecules"] if out.exists() else {}
+    results = {**{m: r for m, r in earlier.items() if m not in results}, **results}
     all_rows = [r for m in results.values() for r in m["structures"]]
     overall = {"mean_rmsd_ml_dft_A": sum(r["rmsd_ml_dft_A"] for r in all_rows) / len(all_rows), "n_structures": len(all_rows)}
-    Path(args.out).write_text(json.dumps({"level": level.label() + " (RI-J def2-universal-jfit, grid 3, geomeTRIC)",
+    out.write_text(json.dumps({"level": level.label() + " (RI-J def2-universal-jfit, grid 3, geomeTRIC)",
                                           "ml_fmax_eV_per_A": 1e-3, "overall": overall, "molecules": results,
                                           "machine": machine()}, indent=2))
-    plot_comparison([MinimumComparison(**r) for r in all_rows], Path(args.out).with_suffix(".png"), f"ML vs {level.label()} minima")
+    plot_comparison([MinimumComparison(**r) for r in all_rows], out.with_suffix(".png"), f"ML vs {level.label()} minima")
     print(f"all: mean RMSD {overall['mean_rmsd_ml_dft_A']:.4f} Å over {len(all_rows)} structures")
 
 

@@ -3,6 +3,8 @@
 import csv
 import json
 import logging
+import os
+import stat
 import threading
 
 import numpy as np
@@ -155,6 +157,15 @@ def test_concurrent_writers_of_one_file(tmp_path):
     for thread in threads:
         thread.join()
     assert not errors and json.loads(path.read_text())["step"] == 199
+
+
+def test_files_written_whole_get_the_usual_permissions(tmp_path):
+    # a temporary file is private (0600); the finished file must be readable as any other the user writes
+    path = tmp_path / "summary.json"
+    write_text_atomically(path, "{}")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
 
 
 def test_a_corrupt_dft_cache_entry_is_recomputed(tmp_path, caplog):

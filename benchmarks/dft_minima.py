@@ -56,8 +56,8 @@ def main() -> None:
     all_rows = [r for m in results.values() for r in m["structures"]]
     overall = {"mean_rmsd_ml_dft_A": sum(r["rmsd_ml_dft_A"] for r in all_rows) / len(all_rows), "n_structures": len(all_rows)}
     out.write_text(json.dumps({"level": level.label() + " (RI-J def2-universal-jfit, grid 3, geomeTRIC)",
-                                          "ml_fmax_eV_per_A": 1e-3, "overall": overall, "molecules": results,
-                                          "machine": machine()}, indent=2))
+                               "ml_fmax_eV_per_A": 1e-3, "overall": overall, "molecules": results,
+                               "machine": machine()}, indent=2))
     plot_comparison([MinimumComparison(**r) for r in all_rows], out.with_suffix(".png"), f"ML vs {level.label()} minima")
     print(f"all: mean RMSD {overall['mean_rmsd_ml_dft_A']:.4f} Å over {len(all_rows)} structures")
 

@@ -6,6 +6,7 @@ import platform
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -44,8 +45,6 @@ def machine() -> dict:
 
 def seed_bars(ax, groups: list[tuple[str, list[float]]], ylabel: str) -> None:
     """One bar per arm (mean, with the seeds' standard deviation) and a dot per seed."""
-    import numpy as np
-
     for k, (_, values) in enumerate(groups):
         ax.bar(k, np.mean(values), yerr=np.std(values, ddof=1) if len(values) > 1 else 0, capsize=3, color=f"C{k}")
         ax.plot([k] * len(values), values, "k.", ms=4)

@@ -119,6 +119,7 @@ def test_float32_energy_keeps_large_reference_energies_exact(ethanol):
 def test_other_architectures_keep_the_physics(ethanol, lmax, correlation, options, feature_lmax):
     torch.manual_seed(1)
     config = tiny_config(lmax=lmax, layers=3, correlation=correlation, bond_projections=options, readout_every_layer=options,
+                         density_mixing=options,
                          feature_lmax=feature_lmax)
     model = ForceField(config).double().eval()
     reference = run(model, ethanol)

@@ -95,7 +95,7 @@ def fit_components(x: torch.Tensor, d: int) -> torch.Tensor:
 
 class InteractionBlock(nn.Module):
     def __init__(self, channels: int, lmax: int, radial_hidden: int, n_elements: int, correlation: int = 2,
-                 bond_projections: bool = False, feature_lmax: int | None = None):
+                 bond_projections: bool = False, feature_lmax: int | None = None, density_mixing: bool = False):
         super().__init__()
         if correlation not in (2, 3):
             raise ValueError(f"correlation (body order of the atomic product) must be 2 or 3, got {correlation}")
@@ -119,6 +119,9 @@ class InteractionBlock(nn.Module):
             self.product_weights3 = nn.Parameter(torch.randn(n_elements, n3, channels) / math.sqrt(n3))
         # One channel mixing of [density, product, own features] (self-connection included).
         self.mix = DegreeWiseLinear(3 * channels, channels, self.feature_lmax)
+        # with density_mixing: channels of the density mixed per degree before the product (as MACE),
+        # so that A⊗A couples different channels; without, each channel is squared with itself
+        self.density_mix = DegreeWiseLinear(channels, channels, lmax) if density_mixing else None
         self.gate = GatedNonlinearity(channels, self.feature_lmax)
 
     def density(self, x, edge_index, sh, radial_features, envelope, inv_avg_neighbors):
@@ -162,6 +165,8 @@ class InteractionBlock(nn.Module):
 
     def forward(self, x, species, edge_index, sh, radial_features, envelope, inv_avg_neighbors):
         a = self.density(x, edge_index, sh, radial_features, envelope, inv_avg_neighbors)
+        if self.density_mix is not None:
+            a = self.density_mix(a)
         d = n_components(self.feature_lmax)
         x = fit_components(x, d)
         # the product reads every degree of the density (2 ⊗ 2 -> 0 too) before the output is cut to d

@@ -37,6 +37,7 @@ class ModelConfig:
     # highest degree of the features passed between blocks (MACE small keeps 1); None: lmax. The
     # spherical harmonics and the density's products still go up to lmax.
     feature_lmax: int | None = None
+    density_mixing: bool = False  # mix the density's channels per degree before its product (nn/interaction.py)
     # Normalisation: E = sum_i [force_scale * e_i + energy_shift + E0(Z_i)]  (eV)
     force_scale: float = 1.0  # eV/Å
     energy_shift: float = 0.0  # eV per atom
@@ -89,7 +90,8 @@ class Encoder(nn.Module):
         # shared by the blocks, each of which maps its output linearly to its own radial weights
         self.radial_mlp = nn.Sequential(*(m for a, b in pairwise(widths) for m in (nn.Linear(a, b), nn.SiLU())))
         self.blocks = nn.ModuleList(
-            InteractionBlock(c.channels, c.lmax, c.radial_hidden, len(c.elements), c.correlation, c.bond_projections, c.feature_lmax)
+            InteractionBlock(c.channels, c.lmax, c.radial_hidden, len(c.elements), c.correlation, c.bond_projections, c.feature_lmax,
+                             c.density_mixing)
             for _ in range(c.layers)
         )
 

@@ -10,7 +10,8 @@ One block, for centre i and neighbours j within the cutoff:
      (the neighbour's scalars s_j carried into every degree by the spherical harmonics, and its
      higher-degree features passed on with a radial weight);
   2. the atomic density A_i = sum_j m_ij / <neighbours>;
-  3. a channel-wise tensor product B_i = A_i ⊗ A_i, plus (A_i ⊗ A_i) ⊗ A_i at correlation 3
+  3. (with density_mixing, A_i's channels first mixed per degree, as MACE does)
+     a channel-wise tensor product B_i = A_i ⊗ A_i, plus (A_i ⊗ A_i) ⊗ A_i at correlation 3
      (Wigner 3j from e3nn, one learned weight per element, coupling path and channel), which
      raises the body order on atoms, not edges: a molecule has ~15x fewer atoms than edges;
   4. degree-wise channel mixing, a self-connection, a gated nonlinearity, and a residual.

@@ -12,6 +12,7 @@ import pytest
 from ase.io import write
 
 import anids_md.checkpoint as checkpoint_module
+from anids_md import atomic
 from anids_md.atomic import write_text_atomically
 from anids_md.checkpoint import load_checkpoint, save_checkpoint
 from anids_md.data import compute_statistics, read_isolated_atom_energies, read_rmd17, read_structures
@@ -159,13 +160,16 @@ def test_concurrent_writers_of_one_file(tmp_path):
     assert not errors and json.loads(path.read_text())["step"] == 199
 
 
-def test_files_written_whole_get_the_usual_permissions(tmp_path):
-    # a temporary file is private (0600); the finished file must be readable as any other the user writes
-    path = tmp_path / "summary.json"
-    write_text_atomically(path, "{}")
+def test_files_written_whole_get_the_usual_permissions(tmp_path, monkeypatch):
+    # a temporary file is private (0600); the finished file must be readable as any other the user
+    # writes. The common umask 022 is set so that 0600 cannot pass whatever this machine's umask is.
     mask = os.umask(0)
     os.umask(mask)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
+    assert atomic._UMASK == mask  # the umask read at import is the process's
+    monkeypatch.setattr(atomic, "_UMASK", 0o022)
+    path = tmp_path / "summary.json"
+    write_text_atomically(path, "{}")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
 def test_a_corrupt_dft_cache_entry_is_recomputed(tmp_path, caplog):

@@ -148,6 +148,23 @@ def test_feature_lmax_keeps_fewer_degrees_and_is_checked(ethanol):
         ForceField(tiny_config(lmax=2, feature_lmax=3))
 
 
+def test_density_mixing_grows_a_trained_model_without_changing_it(ethanol):
+    """`with_density_mixing` starts the mixing at the identity: the same energies and forces; the
+    mixing is live (other weights change the energy); a model that has it is refused."""
+    torch.manual_seed(2)
+    model = ForceField(tiny_config()).double().eval()
+    grown = model.with_density_mixing().eval()
+    assert grown.config.density_mixing and next(grown.parameters()).dtype == torch.float64
+    before, after = run(model, ethanol), run(grown, ethanol)
+    assert after["energy"][0] == pytest.approx(before["energy"][0], abs=1e-10)
+    np.testing.assert_allclose(after["forces"], before["forces"], atol=1e-10)
+    with torch.no_grad():
+        grown.blocks[0].density_mix.weight.mul_(1.5)
+    assert abs(run(grown, ethanol)["energy"][0] - before["energy"][0]) > 1e-6
+    with pytest.raises(ValueError, match="already mixes"):
+        grown.with_density_mixing()
+
+
 def test_model_config_roundtrip_and_unknown_keys():
     config = tiny_config()
     assert ModelConfig.from_dict(config.to_dict()) == config

@@ -138,6 +138,20 @@ class ForceField(Encoder):
         self.layer_readouts = nn.ModuleList(nn.Linear(c.channels, 1, bias=False) for _ in range(c.layers - 1)) \
             if c.readout_every_layer else None
 
+    def with_density_mixing(self) -> "ForceField":
+        """A copy of this model with `density_mixing` added as the identity: it predicts the same
+        energies and forces, and further training can use the new weights (growing a trained model
+        instead of training one with mixing from scratch)."""
+        if self.config.density_mixing:
+            raise ValueError("the model already mixes its density's channels (density_mixing is true)")
+        grown = ForceField(replace(self.config, density_mixing=True))
+        missing, unexpected = grown.load_state_dict(self.state_dict(), strict=False)
+        assert not unexpected and all(".density_mix." in key for key in missing), (missing, unexpected)
+        with torch.no_grad():
+            for block in grown.blocks:
+                block.density_mix.weight.copy_(torch.eye(block.channels).expand_as(block.density_mix.weight))
+        return grown.to(next(self.parameters()))
+
     def _reference_energy_table(self) -> torch.Tensor:
         c = self.config
         return torch.tensor([c.reference_energies.get(z, 0.0) for z in c.elements], dtype=torch.float64)

@@ -70,9 +70,9 @@ def test_corrupted_atoms_get_denoising_and_no_force_loss(tmp_path, frames_file, 
     assert float(trainer.denoising.force_encoding.weight.grad.abs().sum()) > 0
     at_end = trainer.denoising.loss(trainer.model, batch, [0, 1, 2, 3], 1.0, 1.0, 10.0, np.random.default_rng(0))
     assert float(at_end["loss"].detach()) == pytest.approx(float(at_end["energy"]), rel=1e-5)  # λ_denoise has decayed to 0
-    # λ_denoise defaults to forces weight / 16 (DeNS's ratio): half of it at half the run, here forces weight 10
+    # λ_denoise defaults to forces weight / 32 (half DeNS's ratio): half of it at half the run, here forces weight 10
     half = trainer.denoising.loss(trainer.model, batch, [0, 1, 2, 3], 0.5, 1.0, 10.0, np.random.default_rng(1))
-    assert float(half["loss"].detach()) == pytest.approx(float(half["energy"]) + 0.5 * 10.0 / 16 * float(half["denoise"]), rel=1e-5)
+    assert float(half["loss"].detach()) == pytest.approx(float(half["energy"]) + 0.5 * 10.0 / 32 * float(half["denoise"]), rel=1e-5)
 
 
 @pytest.mark.parametrize("form", ["mse", "dens"])

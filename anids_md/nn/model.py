@@ -138,7 +138,7 @@ class ForceField(Encoder):
         self.layer_readouts = nn.ModuleList(nn.Linear(c.channels, 1, bias=False) for _ in range(c.layers - 1)) \
             if c.readout_every_layer else None
 
-    def with_density_mixing(self) -> "ForceField":
+    def with_density_mixing(self) -> ForceField:
         """A copy of this model with `density_mixing` added as the identity: it predicts the same
         energies and forces, and further training can use the new weights (growing a trained model
         instead of training one with mixing from scratch)."""

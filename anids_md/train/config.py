@@ -68,10 +68,12 @@ class DenoiseConfig:
 
     probability: float = 0.25  # p: share of structures that are corrupted
     atom_ratio: float = 0.25  # r: share of atoms corrupted in such a structure
-    # λ_denoise at the start; decays linearly to 0 at the last step. None: optim.forces_weight / 16,
-    # DeNS's ratio of denoising to force weight (5 : 80). On rmd17-50 at forces weight 100 (λ 6.25)
-    # it lowered the test force error by 6 % (aspirin) and 2 % (ethanol); at forces weight 10 (λ 0.625)
-    # by nothing; a λ of 5 at forces weight 10 made it 30-50 % worse (benchmarks/results/ablation_*).
+    # λ_denoise at the start; decays linearly to 0 at the last step. None: optim.forces_weight / 32,
+    # half DeNS's ratio of denoising to force weight (5 : 80). On rmd17-50 at forces weight 100 with
+    # density mixing, λ 3.125 against 6.25: ethanol test forces 38.8 vs 40.6 meV/Å (3 seeds), aspirin
+    # 56.3 vs 56.4 (2 seeds); λ 12.5 made ethanol 44.4 (vs_mace_screen.json). Earlier, without mixing,
+    # λ 6.25 lowered the error by 6 % (aspirin) and 2 % (ethanol) against none; at forces weight 10
+    # (λ 0.625) by nothing; a λ of 5 at forces weight 10 made it 30-50 % worse (results/ablation_*).
     weight: float | None = None
     # Å: the mean noise scale √(tr Σ_i / 3) over the training atoms. `fixed` noise is σ·I; a learned
     # generator keeps its per-atom shape (anisotropy, relative scales) and is rescaled to this mean.

@@ -67,11 +67,11 @@ class AuxiliaryDenoising(nn.Module):
         forces_weight: float, rng: np.random.Generator, noise_rng: torch.Generator | None = None,
     ) -> dict:
         """Loss of a batch made of training structures `indices`; `progress` in [0, 1] is the
-        share of training done (λ_denoise = weight·(1 − progress); weight defaults to forces_weight / 16)."""
+        share of training done (λ_denoise = weight·(1 − progress); weight defaults to forces_weight / 32)."""
         chosen = rng.random(batch.n_structures) < self.probability
         in_chosen = chosen[batch.batch.cpu().numpy()]  # per atom: its structure was chosen
         picked = in_chosen & (rng.random(batch.n_atoms) < self.atom_ratio)
-        weight = (forces_weight / 16 if self.weight is None else self.weight) * max(0.0, 1.0 - progress)
+        weight = (forces_weight / 32 if self.weight is None else self.weight) * max(0.0, 1.0 - progress)
         if self.mode == "separate":
             losses = energy_force_loss(model, batch, energy_weight, forces_weight, self.form)
             denoise = losses["loss"].new_zeros(())

@@ -2,7 +2,7 @@
 predicts (`ForceField.with_density_mixing`: the new mixing starts as the identity), so training
 can go on from the old model's accuracy with the extra freedom instead of starting again.
 
-    python training/add_density_mixing.py rmd17-ethanol runs/rmd17-ethanol-mixing-start.safetensors
+    python training/add_density_mixing.py runs/rmd17-1000-ethanol-stage5/model.safetensors runs/rmd17-ethanol-mixing-start.safetensors
     anids-md train --config rmd17-1000 init=runs/rmd17-ethanol-mixing-start.safetensors ...
 """
 

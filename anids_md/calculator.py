@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from ase.calculators.calculator import Calculator, all_changes
 
 from .checkpoint import check_elements, load_force_field
 from .data import check_structure, graph_from_atoms, neighbour_list
-from .runtime import check_compiler, resolve_device, resolve_dtype, set_threads
+from .runtime import available_memory_bytes, check_compiler, resolve_device, resolve_dtype, set_threads
+
+logger = logging.getLogger(__name__)
+
+# Peak memory of one energy+forces call per neighbour pair (edge) within the cutoff + skin, for
+# float32; float64 doubles it. Measured on water at liquid density (52 neighbours within 5 Å),
+# the densest molecular case, with rmd17-ethanol: benchmarks/results/memory.json.
+BYTES_PER_EDGE_FLOAT32 = 6_000
 
 
 @dataclass
@@ -46,7 +55,11 @@ class AniDSCalculator(Calculator):
     by torch; on CPU it needs a C++ compiler). Results match the uncompiled model to rounding.
 
     Structures with elements outside the model's training data, atoms closer than 0.5 Å, empty
-    structures and non-finite coordinates raise a ValueError. Periodic cells are supported (the
+    structures, non-finite coordinates, and a charge (`atoms.info["charge"]`) or spin
+    (`atoms.info["spin"]`, 2S, the number of unpaired electrons) other than the training data's
+    (neutral, closed shell unless the checkpoint records others) raise a ValueError; so does a
+    structure whose call would need more memory than is available. A model trained on one
+    molecule warns once when given a structure of another formula. Periodic cells are supported (the
     neighbour list follows the cell), but the shipped models know only isolated molecules.
     One calculator serves one thread at a time: a second thread waits for the first's result.
     """
@@ -55,6 +68,8 @@ class AniDSCalculator(Calculator):
 
     def __init__(self, checkpoint, device="cpu", dtype=None, skin: float = 0.5, num_threads: int | None = None,
                  compile: bool = False, **kwargs):
+        if not (np.isfinite(skin) and skin >= 0):
+            raise ValueError(f"skin must be 0 or more (Å, added to the cutoff for the neighbour list), got {skin}")
         device = resolve_device(device)
         dtype = resolve_dtype(dtype, device)
         set_threads(num_threads)
@@ -70,11 +85,18 @@ class AniDSCalculator(Calculator):
         self._topology = None  # the last neighbour-list build, reused while atoms stay within the skin
         self._lock = threading.RLock()
         self.neighbour_list_builds = 0
+        training = self.metadata.get("training", {})
+        self.charge, self.spin = int(training.get("charge", 0)), int(training.get("spin", 0))
+        self._formulae = set(training.get("formulae", []))
+        self._warned_formula = False
 
     def get_property(self, name, atoms=None, allow_calculation=True):
         # ASE computes, then reads self.results: both under the lock, or another thread's
         # calculation could land in between.
         with self._lock:
+            target = self.atoms if atoms is None else atoms
+            if target is not None:
+                self._check_state(target)  # ASE's cache ignores atoms.info
             return super().get_property(name, atoms, allow_calculation)
 
     def reset(self):
@@ -89,16 +111,42 @@ class AniDSCalculator(Calculator):
             return cached
         check_structure(atoms)  # before the neighbour list meets NaN or an empty structure
         check_elements(self.metadata, atoms.numbers)
+        self._check_formula(atoms)
         edge_index, shifts = neighbour_list(atoms.positions, atoms.cell.array, atoms.pbc, self.cutoff + self.skin)
+        self._check_memory(edge_index.shape[1], len(atoms))
         self._topology = _Topology(atoms.positions.copy(), atoms.cell.array.copy(), atoms.pbc.copy(), atoms.numbers.copy(),
                                    edge_index, shifts)
         self.neighbour_list_builds += 1
         return self._topology
 
+    def _check_state(self, atoms) -> None:
+        """The total charge and spin of `atoms.info` must be those the model was trained for."""
+        for key, known in (("charge", self.charge), ("spin", self.spin)):
+            value = atoms.info.get(key, known)
+            if value != known:
+                raise ValueError(f"atoms.info[{key!r}] is {value}, but the model knows {key} {known} only "
+                                 "(its training data were neutral closed-shell molecules unless the checkpoint says otherwise)")
+
+    def _check_formula(self, atoms) -> None:
+        formula = atoms.get_chemical_formula()
+        if len(self._formulae) == 1 and formula not in self._formulae and not self._warned_formula:
+            self._warned_formula = True
+            logger.warning("this model was trained on %s only; %s is another molecule, so its energies and forces are "
+                           "extrapolations", next(iter(self._formulae)), formula)
+
+    def _check_memory(self, n_edges: int, n_atoms: int) -> None:
+        needed = n_edges * BYTES_PER_EDGE_FLOAT32 * (2 if self.dtype == torch.float64 else 1)
+        available = available_memory_bytes(self.device)
+        if available is not None and needed > available:
+            raise MemoryError(f"{n_atoms} atoms with {n_edges} neighbour pairs need about {needed / 2**20:.0f} MiB for one call "
+                              f"({self.device}), but {available / 2**20:.0f} MiB are available; split the system, "
+                              "use float32 or a machine with more memory")
+
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         with self._lock:  # self.atoms and self.results are shared state
             super().calculate(atoms, properties, system_changes)
             atoms = self.atoms
+            self._check_state(atoms)
             topology = self._current_topology(atoms)
             graph = graph_from_atoms(atoms, self.cutoff, edges=(topology.edge_index, topology.shifts), dtype=self.dtype,
                                      device=self.device)

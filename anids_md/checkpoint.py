@@ -110,7 +110,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype:
     path = resolve(path)
     metadata = read_metadata(path)
     try:
-        config = ModelConfig.from_dict(metadata["model"])
+        config = ModelConfig.from_dict(metadata["model"])  # checked against its limits before anything is built
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: unusable model settings in its metadata ({error})") from None
+    try:
         tensors = {k: v for k, v in load_file(str(path)).items()
                    if not k.startswith((GENERATOR_PREFIX, HEAD_PREFIX)) and k not in LEGACY_KEYS}
         stored = next((t.dtype for t in tensors.values() if t.is_floating_point()), torch.float32)

@@ -109,7 +109,7 @@ def cmd_evaluate(args) -> None:
     model, metadata = load_force_field(args.checkpoint, device=resolve_device(args.device), dtype=resolve_dtype(args.dtype))
     frames = slice(None) if args.frames is None else slice(0, args.frames)
     structures = read_structures(args.data, frames=frames, energy_unit=args.energy_unit, energy_key=args.energy_key,
-                                 forces_key=args.forces_key)
+                                 forces_key=args.forces_key, forces_unit=args.forces_unit)
     check_elements(metadata, {int(z) for a in structures for z in a.numbers})
     metrics = evaluate(model, structures)
     _print_metrics(str(args.data), metrics)
@@ -118,9 +118,10 @@ def cmd_evaluate(args) -> None:
             json.dump({"checkpoint": str(args.checkpoint), "data": str(args.data), **metrics}, handle, indent=2)
 
 
-def _read_one(path):
-    """The single structure of a file (an error naming the count when it holds several)."""
-    (atoms,) = _read_frames(path, None, single=True)
+def _read_one(path, index: int | None = None):
+    """The single structure of a file, or the one at `index` (an error naming the count when it
+    holds several and no index is given)."""
+    (atoms,) = _read_frames(path, index, single=True)
     return atoms
 
 
@@ -174,14 +175,16 @@ def cmd_md(args) -> None:
     atoms.calc = AniDSCalculator(args.checkpoint, device=args.device, dtype=args.dtype, compile=args.compile)
     report = run_md(atoms, args.ensemble, args.temperature, args.timestep, args.steps, trajectory=args.output,
                     interval=args.interval, friction_per_fs=args.friction, seed=args.seed, progress=True)
+    if report.stopped:  # a summary of a run that did not happen would mislead
+        raise RuntimeError(f"MD {report.stopped}; {args.output} holds the {len(report.times_ps)} frames recorded before it")
     print(f"{args.ensemble.upper()} {args.steps} steps of {args.timestep} fs ({args.steps * args.timestep / FS_PER_PS:.3f} ps); wrote {args.output}")
     print(f"mean temperature {report.mean_temperature_K:.1f} K")
     if args.ensemble == "nve":
         print(f"energy drift {report.drift_meV_per_atom_per_ps:+.4f} meV/atom/ps")
-    if report.stopped:
-        raise RuntimeError(f"MD {report.stopped}; the trajectory holds the frames before it")
     if not report.stable:
-        raise RuntimeError(f"UNSTABLE: {len(report.unstable_bonds)} bonds left [0.7, 1.5]× their starting length: {report.unstable_bonds}")
+        hint = f"; a {args.timestep:g} fs timestep is large for molecules with hydrogen: try 0.5 fs" if args.timestep > 1 else ""
+        raise RuntimeError(f"UNSTABLE: {len(report.unstable_bonds)} bonds left [0.7, 1.5]× their starting length{hint}: "
+                           f"{report.unstable_bonds}")
     print(f"all {len(report.bonds)} bonds stayed within [0.7, 1.5]× their starting length")
 
 
@@ -213,7 +216,8 @@ def cmd_dft_optimize(args) -> None:
 def cmd_rmsd(args) -> None:
     from .validate import kabsch_rmsd
 
-    print(f"{kabsch_rmsd(_read_one(args.a), _read_one(args.b), heavy_atoms_only=args.heavy):.5f}")
+    rmsd = kabsch_rmsd(_read_one(args.a, args.index), _read_one(args.b, args.index), heavy_atoms_only=args.heavy)
+    print(f"RMSD {rmsd:.5f} Å ({'heavy atoms' if args.heavy else 'all atoms'}, after Kabsch alignment)")
 
 
 def cmd_validate(args) -> None:
@@ -269,6 +273,33 @@ def cmd_demo(args) -> None:
     run_demo(args.model, steps=args.steps, level=_level(args), plot=args.plot, cache_dir=args.cache)
 
 
+def _count(text: str) -> int:
+    """argparse type: a whole number of at least 1 (argparse names the option on failure)."""
+    return _checked(text, int, lambda v: v >= 1, "a whole number of at least 1")
+
+
+def _non_negative_count(text: str) -> int:
+    return _checked(text, int, lambda v: v >= 0, "a whole number, 0 or more")
+
+
+def _positive(text: str) -> float:
+    return _checked(text, float, lambda v: v > 0 and v != float("inf"), "a positive number")
+
+
+def _non_negative(text: str) -> float:
+    return _checked(text, float, lambda v: 0 <= v < float("inf"), "a number, 0 or more")
+
+
+def _checked(text: str, kind, valid, what: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not valid(value):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+    return value
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows each argument's default, except where there is none to show."""
 
@@ -290,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
         if threads:
             # Measured (docs/performance.md): one thread is fastest for molecules, and two threads
             # on a 2-core machine that is doing anything else run twice as slow.
-            p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+            p.add_argument("--threads", type=_count, default=1, help="torch CPU threads")
         return p
 
     def add_device(p, dtype_default=None):
@@ -335,8 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="checkpoint file or shipped model name")
     p.add_argument("data", help="rMD17 npz or a file ASE reads, with energies and forces")
     p.add_argument("--json", help="write the metrics to this JSON file")
-    p.add_argument("--frames", type=int, help="use only the first N frames (default all)")
+    p.add_argument("--frames", type=_count, help="use only the first N frames (default all)")
     p.add_argument("--energy-unit", help="unit of energies in non-npz files: eV, meV, kcal/mol, kJ/mol, Hartree (default eV)")
+    p.add_argument("--forces-unit", help="unit of forces in non-npz files, e.g. Hartree/Bohr (default: the energy unit per Å)")
     p.add_argument("--energy-key", default="energy", help="info key of the energy label in non-npz files (e.g. REF_energy)")
     p.add_argument("--forces-key", default="forces", help="array key of the force labels in non-npz files (e.g. REF_forces)")
     add_device(p, "float64")
@@ -350,17 +382,17 @@ def build_parser() -> argparse.ArgumentParser:
                        + ("; default: every structure" if name == "optimize" else "; needed when the file holds several"))
         add_device(p)
     p = sub.choices["optimize"]
-    p.add_argument("--fmax", type=float, default=0.01, help="convergence: the largest per-atom force norm, eV/Å (ASE's fmax)")
+    p.add_argument("--fmax", type=_positive, default=0.01, help="convergence: the largest per-atom force norm, eV/Å (ASE's fmax)")
     p.add_argument("--optimizer", choices=["BFGS", "LBFGS", "FIRE"], default="BFGS", help="ASE optimiser")
-    p.add_argument("--steps", type=int, default=1000, help="most optimiser steps per structure")
+    p.add_argument("--steps", type=_count, default=1000, help="most optimiser steps per structure")
     p.add_argument("--verbose", action="store_true", help="print the optimiser's log")
     p = sub.choices["md"]
     p.add_argument("--ensemble", choices=["nve", "langevin"], default="nve", help="velocity Verlet, or Langevin at --temperature")
-    p.add_argument("--temperature", type=float, default=300.0, help="K (initial velocities; Langevin target)")
-    p.add_argument("--timestep", type=float, default=0.5, help="fs")
-    p.add_argument("--steps", type=int, default=1000, help="MD steps")
-    p.add_argument("--interval", type=int, default=10, help="steps between recorded frames")
-    p.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs")
+    p.add_argument("--temperature", type=_non_negative, default=300.0, help="K (initial velocities; Langevin target)")
+    p.add_argument("--timestep", type=_positive, default=0.5, help="fs")
+    p.add_argument("--steps", type=_count, default=1000, help="MD steps")
+    p.add_argument("--interval", type=_count, default=10, help="steps between recorded frames")
+    p.add_argument("--friction", type=_non_negative, default=0.01, help="Langevin friction, 1/fs")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial velocities and Langevin noise")
     p.add_argument("--compile", action="store_true", help="torch.compile the network: up to 2x faster steps after a first "
                    "call that compiles (tens of seconds); on CPU needs a C++ compiler")
@@ -375,13 +407,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("a", help="first structure file (ASE reads it)")
     p.add_argument("b", help="second structure file, same atoms in the same order")
     p.add_argument("--heavy", action="store_true", help="ignore hydrogens")
+    p.add_argument("--index", type=int, help="use this structure of multi-structure files (-1: the last); needed when a file holds several")
 
     p = command("validate", "ML minima against DFT minima: RMSD, energy penalty, wall times", cmd_validate)
     p.add_argument("checkpoint", help="checkpoint file or shipped model name")
     p.add_argument("structures", nargs="*", help="starting structures (files ASE reads)")
     p.add_argument("--rmd17", help="rMD17 npz: start from its first --frames frames")
-    p.add_argument("--frames", type=int, default=5, help="frames of --rmd17 to use")
-    p.add_argument("--fmax", type=float, default=1e-3, help="ML convergence, eV/Å (ASE's fmax)")
+    p.add_argument("--frames", type=_count, default=5, help="frames of --rmd17 to use")
+    p.add_argument("--fmax", type=_positive, default=1e-3, help="ML convergence, eV/Å (ASE's fmax)")
     p.add_argument("--json", help="write the table and summary")
     p.add_argument("--plot", help="PNG of the RMSDs and energy penalties")
     add_level(p)
@@ -392,17 +425,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("fit", "from a SMILES string or structure to a force field validated against DFT, in one command", cmd_fit)
     p.add_argument("input", help="SMILES string (e.g. CCO) or a structure file ASE reads")
     p.add_argument("-o", "--output", required=True, help="output folder (model.safetensors, report.json, report.png, ...)")
-    p.add_argument("--frames", type=int, default=fit_defaults.frames, help="configurations drawn by the sampler and labelled first")
-    p.add_argument("--temperature", type=float, default=fit_defaults.temperature_K, help="K: sampling, MD rounds, stability check")
-    p.add_argument("--rounds", type=int, default=fit_defaults.rounds, help="rounds of MD with the current model, labelling and refitting")
-    p.add_argument("--frames-per-round", type=int, default=fit_defaults.frames_per_round, help="MD frames labelled and added per round")
-    p.add_argument("--test-frames", type=int, default=fit_defaults.test_frames, help="held-out frames, from MD with the final model")
-    p.add_argument("--md-steps", type=int, default=fit_defaults.md_steps, help="0.5 fs steps per MD round")
+    p.add_argument("--frames", type=_count, default=fit_defaults.frames, help="configurations drawn by the sampler and labelled first")
+    p.add_argument("--temperature", type=_positive, default=fit_defaults.temperature_K, help="K: sampling, MD rounds, stability check")
+    p.add_argument("--rounds", type=_non_negative_count, default=fit_defaults.rounds,
+                   help="rounds of MD with the current model, labelling and refitting")
+    p.add_argument("--frames-per-round", type=_count, default=fit_defaults.frames_per_round, help="MD frames labelled and added per round")
+    p.add_argument("--test-frames", type=_count, default=fit_defaults.test_frames, help="held-out frames, from MD with the final model")
+    p.add_argument("--md-steps", type=_count, default=fit_defaults.md_steps, help="0.5 fs steps per MD round")
     p.add_argument("--sampler", choices=["anids", "isotropic", "normal-modes"], default=fit_defaults.sampler,
                    help="how the first configurations are drawn around the DFT minimum")
     p.add_argument("--init", default=fit_defaults.init, help="pretrained backbone (checkpoint or shipped name)")
-    p.add_argument("--steps", type=int, default=fit_defaults.steps, help="optimiser steps per fit")
-    p.add_argument("--workers", type=int, default=fit_defaults.workers, help="parallel DFT labelling processes")
+    p.add_argument("--steps", type=_count, default=fit_defaults.steps, help="optimiser steps per fit")
+    p.add_argument("--workers", type=_count, default=fit_defaults.workers, help="parallel DFT labelling processes")
     p.add_argument("--executor", choices=["local", "dask"], default=fit_defaults.executor, help="local process pool, or a Dask cluster")
     p.add_argument("--scheduler", help="Dask scheduler address (with --executor dask)")
     p.add_argument("--seed", type=int, default=fit_defaults.seed, help="conformers, sampling, MD and training")
@@ -411,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("demo", "ethanol: ML vs DFT minimum (RMSD, plot) and a short NVE MD with a shipped model", cmd_demo)
     p.add_argument("--model", default="rmd17-ethanol", help="checkpoint file or shipped model name")
-    p.add_argument("--steps", type=int, default=2000, help="MD steps of 0.5 fs")
+    p.add_argument("--steps", type=_count, default=2000, help="MD steps of 0.5 fs")
     p.add_argument("--plot", default="demo_minima.png", help="PNG comparing the minima")
     add_level(p)
     return parser

@@ -7,6 +7,7 @@ import torch
 from ase import Atoms
 
 from .data import AtomicGraph, collate, graph_from_atoms, labels_of
+from .data.statistics import check_label_units
 from .nn import ForceField
 from .units import MEV_PER_EV
 
@@ -39,7 +40,9 @@ def error_metrics(pred_energy, pred_forces, ref_energy, ref_forces) -> dict:
 
 
 def evaluate(model: ForceField, structures: list[Atoms], batch_size: int = 32) -> dict:
-    """Errors of `model` on labelled structures (see `error_metrics`)."""
+    """Errors of `model` on labelled structures (see `error_metrics`); labels on the scale of
+    another unit than eV and eV/Å are refused, as in training."""
+    check_label_units(structures)
     graphs = [graph_from_atoms(a, model.config.cutoff) for a in structures]
     energy, forces = predict(model, graphs, batch_size)
     labels = [labels_of(a) for a in structures]

@@ -63,3 +63,18 @@ def check_compiler(device: torch.device) -> None:
     if not any(c and shutil.which(c) for c in candidates):
         raise RuntimeError("compile=True on CPU needs a C++ compiler (torch.compile builds C++ kernels) and none was found "
                            "($CXX, g++, c++, clang++); install one (e.g. apt install g++) or use compile=False")
+
+
+def available_memory_bytes(device: torch.device) -> int | None:
+    """Memory a new allocation can still take: free GPU memory on CUDA, Linux's MemAvailable
+    on CPU (None where it cannot be read)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None

@@ -12,6 +12,7 @@ from ase import Atoms, units
 from .units import FS_PER_PS, MEV_PER_EV
 
 OPTIMIZERS = ("BFGS", "LBFGS", "FIRE")
+EARLY_FAILURE_STEPS = 100  # an MD run that breaks before this many steps gets the timestep hint
 
 
 @dataclass
@@ -86,26 +87,54 @@ class MDReport:
         return self.stopped is None and not self.unstable_bonds
 
     def track_bonds(self, atoms: Atoms) -> None:
-        """Update the extreme length ratios of the starting bonds (set up on the first call)."""
-        distances = atoms.get_all_distances()
+        """Update the extreme length ratios of the starting bonds (set up on the first call).
+        Only those bonds are measured: memory and time grow with the atoms, not their square."""
         if self.bonds is None:
             self.bonds = bonded_pairs(atoms)
-            self.start_bond_lengths = distances[self.bonds[:, 0], self.bonds[:, 1]]
+            self.start_bond_lengths = _bond_lengths(atoms, self.bonds)
             self.min_bond_ratio = np.ones(len(self.bonds))
             self.max_bond_ratio = np.ones(len(self.bonds))
-        ratio = distances[self.bonds[:, 0], self.bonds[:, 1]] / self.start_bond_lengths
+        ratio = _bond_lengths(atoms, self.bonds) / self.start_bond_lengths
         self.min_bond_ratio = np.minimum(self.min_bond_ratio, ratio)
         self.max_bond_ratio = np.maximum(self.max_bond_ratio, ratio)
 
 
+def _bond_lengths(atoms: Atoms, pairs: np.ndarray) -> np.ndarray:
+    """Lengths (Å) of the pairs, through the nearest periodic image when the cell is periodic."""
+    from ase.geometry import find_mic
+
+    vectors = atoms.positions[pairs[:, 1]] - atoms.positions[pairs[:, 0]]
+    if np.any(atoms.pbc):
+        return find_mic(vectors, atoms.cell, atoms.pbc)[1]
+    return np.linalg.norm(vectors, axis=1)
+
+
 def bonded_pairs(atoms: Atoms, tolerance: float = 1.2) -> np.ndarray:
-    """Pairs (i < j) closer than `tolerance` × the sum of their covalent radii, (B, 2)."""
+    """Pairs (i < j) closer than `tolerance` × the sum of their covalent radii, (B, 2), found
+    with a neighbour list (linear in the number of atoms)."""
     from ase.data import covalent_radii
 
-    distances = atoms.get_all_distances()
+    from .data import neighbour_list
+
     radii = covalent_radii[atoms.numbers]
-    i, j = np.nonzero(np.triu(distances < tolerance * (radii[:, None] + radii[None, :]), k=1))
-    return np.stack([i, j], axis=1)
+    edge_index, shifts = neighbour_list(atoms.positions, atoms.cell.array, atoms.pbc, tolerance * 2 * float(radii.max()))
+    i, j = edge_index
+    lengths = np.linalg.norm(atoms.positions[j] - atoms.positions[i] + shifts, axis=1)
+    bonded = (i < j) & (lengths < tolerance * (radii[i] + radii[j]))
+    return np.unique(np.stack([i[bonded], j[bonded]], axis=1), axis=0).reshape(-1, 2)
+
+
+def check_md_settings(temperature_K: float, timestep_fs: float, steps: int, interval: int, friction_per_fs: float = 0.01) -> None:
+    """A ValueError naming the first setting that cannot give a meaningful run."""
+    if not (np.isfinite(temperature_K) and temperature_K >= 0):
+        raise ValueError(f"temperature must be 0 K or more, got {temperature_K}")
+    if not (np.isfinite(timestep_fs) and timestep_fs > 0):
+        raise ValueError(f"timestep must be positive (fs), got {timestep_fs}")
+    for name, value in (("steps", steps), ("interval", interval)):
+        if not (isinstance(value, (int, np.integer)) and value >= 1):
+            raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
+    if not (np.isfinite(friction_per_fs) and friction_per_fs >= 0):
+        raise ValueError(f"friction must be 0 or more (1/fs), got {friction_per_fs}")
 
 
 def run_md(
@@ -132,6 +161,9 @@ def run_md(
 
     if atoms.calc is None:
         raise ValueError("atoms have no calculator: set atoms.calc = AniDSCalculator(...) first")
+    check_md_settings(temperature_K, timestep_fs, steps, interval, friction_per_fs)
+    if atoms.get_number_of_degrees_of_freedom() == 0:
+        raise ValueError("every atom is fixed (constraints leave no degree of freedom): there is nothing to move")
     rng = np.random.default_rng(seed)
     # ASE >= 3.29 names it thermalize_momenta; MaxwellBoltzmannDistribution before.
     thermalize = getattr(velocities, "thermalize_momenta", None) or velocities.MaxwellBoltzmannDistribution
@@ -172,5 +204,8 @@ def run_md(
         dynamics.run(steps)
     except (FloatingPointError, ValueError) as error:  # e.g. atoms collapsing onto each other
         report.stopped = f"stopped at step {dynamics.nsteps} of {steps}: {error}"
+        if dynamics.nsteps < EARLY_FAILURE_STEPS:
+            report.stopped += (f"; a run that fails within its first {EARLY_FAILURE_STEPS} steps usually has too large a timestep "
+                               f"({timestep_fs:g} fs): try a smaller one (0.5 fs suits molecules with hydrogen)")
     bar.close()
     return report

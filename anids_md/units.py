@@ -26,4 +26,19 @@ def energy_unit_factor(unit: str) -> float:
             f"unknown energy unit {unit!r}; choose one of {sorted(ENERGY_UNITS_TO_EV)}"
         ) from None
 
+
+def forces_unit_factor(unit: str | None, energy_unit: str = "eV") -> float:
+    """Factor converting forces in `unit` ("<energy unit>/Å" or "Hartree/Bohr"; None:
+    `energy_unit`/Å) to eV/Å."""
+    if unit is None:
+        return energy_unit_factor(energy_unit)
+    if unit == "Hartree/Bohr":
+        return HARTREE_PER_BOHR_IN_EV_PER_A
+    energy, _, length = unit.rpartition("/")
+    if length in ("Å", "A", "Ang", "Angstrom") and energy in ENERGY_UNITS_TO_EV:
+        return ENERGY_UNITS_TO_EV[energy]
+    choices = sorted(f"{u}/Å" for u in ENERGY_UNITS_TO_EV) + ["Hartree/Bohr"]
+    raise ValueError(f"unknown forces unit {unit!r}; choose one of {choices}")
+
+
 BOLTZMANN_EV_PER_K = 8.617333262e-5  # k_B (CODATA 2018)

@@ -65,7 +65,11 @@ def test_energies_in_the_wrong_unit_are_refused_naming_the_likely_one(tmp_path):
     read_as_ev = read_structures(tmp_path / "kcal.extxyz")
     with pytest.raises(ValueError, match="look like kcal/mol read as eV"):
         compute_statistics(read_as_ev, 8.0, read_isolated_atom_energies("pbe-def2svp"))
-    with pytest.raises(ValueError, match="force RMS .* implausible"):  # without reference energies, the forces tell
+    with pytest.raises(ValueError, match="look like kcal/mol read as eV"):  # without reference energies, free atoms' scale tells
+        compute_statistics(read_as_ev, 8.0)
+    for atoms in read_as_ev:  # energies in eV again, forces still in kcal/mol/Å: their RMS tells
+        atoms.calc.results["energy"] *= KCAL_PER_MOL_IN_EV
+    with pytest.raises(ValueError, match="force RMS .* implausible"):
         compute_statistics(read_as_ev, 8.0)
     right = read_structures(tmp_path / "kcal.extxyz", energy_unit="kcal/mol")
     stats = compute_statistics(right, 8.0, read_isolated_atom_energies("pbe-def2svp"))

@@ -93,7 +93,7 @@ def test_dft_optimize_rmsd_and_validate_commands(tmp_path, capsys):
     assert "converged" in printed.out
     assert "DFT minimum (PBE/sto-3g)" in printed.err and "max |F|" in printed.err  # the progress bar, a tick per gradient
     main(["rmsd", str(start), str(tmp_path / "min.extxyz")])
-    assert 0.01 < float(capsys.readouterr().out) < 0.2
+    assert 0.01 < float(capsys.readouterr().out.split()[1]) < 0.2  # "RMSD 0.05885 Å (...)"
     main(["validate", "rmd17-ethanol", str(start), "--basis", "sto-3g", "--cache", cache, "--json", str(tmp_path / "v.json"),
           "--plot", str(tmp_path / "v.png")])
     report = json.loads((tmp_path / "v.json").read_text())

@@ -80,7 +80,7 @@ def graph_from_atoms(atoms: Atoms, cutoff: float, with_labels: bool = False, edg
     """Build the graph of one structure; `with_labels` attaches its energy and forces.
     `edges` = (edge_index, shifts) as numpy arrays reuses a neighbour list built for these atoms
     with a cutoff of at least `cutoff` (the calculator's list with a skin). Atoms closer than
-    MIN_DISTANCE_A raise an error."""
+    MIN_DISTANCE_A raise an error. The graph's positions are centred on the atoms' mean."""
     check_structure(atoms)
     edge_index, shifts = edges if edges is not None else neighbour_list(atoms.positions, atoms.cell.array, atoms.pbc, cutoff)
     lengths = np.linalg.norm(atoms.positions[edge_index[1]] - atoms.positions[edge_index[0]] + shifts, axis=1)
@@ -93,8 +93,11 @@ def graph_from_atoms(atoms: Atoms, cutoff: float, with_labels: bool = False, edg
         e, f = labels_of(atoms)
         energy = torch.tensor([e], dtype=torch.float64, device=device)
         forces = torch.tensor(f, dtype=dtype, device=device)
+    # Centred in float64 before the cast: float32 keeps ~7 digits, so a molecule 10^4 Å from the
+    # origin would otherwise lose its bond lengths to rounding. Energies and forces are invariant.
+    positions = atoms.positions - atoms.positions.mean(axis=0)
     return AtomicGraph(
-        positions=torch.tensor(atoms.positions, dtype=dtype, device=device),
+        positions=torch.tensor(positions, dtype=dtype, device=device),
         numbers=torch.tensor(atoms.numbers, dtype=torch.long, device=device),
         edge_index=torch.as_tensor(edge_index, device=device),
         shifts=torch.as_tensor(shifts, dtype=dtype, device=device),

@@ -13,7 +13,7 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from ..packaged import resolve_packaged
-from ..units import KCAL_PER_MOL_IN_EV, energy_unit_factor
+from ..units import KCAL_PER_MOL_IN_EV, energy_unit_factor, forces_unit_factor
 
 
 def check_structure(atoms: Atoms, where: str = "structure") -> None:
@@ -85,16 +85,16 @@ def read_rmd17(
 
 
 def read_ase(path: str | Path, index: str | int | slice = ":", energy_unit: str = "eV", energy_key: str = "energy",
-             forces_key: str = "forces", require_labels: bool = False) -> list[Atoms]:
+             forces_key: str = "forces", require_labels: bool = False, forces_unit: str | None = None) -> list[Atoms]:
     """Read any file ASE reads (extxyz, ASE db, ...). Labels are looked up as `energy_key` (in
     the frame's info or its calculator's results) and `forces_key` (per-atom arrays or results),
-    e.g. "REF_energy"/"REF_forces" in MACE-style extxyz, and converted from `energy_unit` (and
-    `energy_unit`/Å for forces) to eV and eV/Å. A frame without them is an error when
+    e.g. "REF_energy"/"REF_forces" in MACE-style extxyz, and converted from `energy_unit` and
+    `forces_unit` (default `energy_unit`/Å; e.g. "Hartree/Bohr") to eV and eV/Å. A frame without them is an error when
     `require_labels` or other keys than the defaults are asked for."""
     from ase.io import read
     from ase.io.formats import UnknownFileTypeError
 
-    factor = energy_unit_factor(energy_unit)
+    factor, forces_factor = energy_unit_factor(energy_unit), forces_unit_factor(forces_unit, energy_unit)
     try:
         structures = read(str(path), index=index)
     except UnknownFileTypeError as error:
@@ -120,7 +120,7 @@ def read_ase(path: str | Path, index: str | int | slice = ":", energy_unit: str 
             raise ValueError(f"{where}: no energy {energy_key!r} and forces {forces_key!r} labels; it has the keys {have} "
                              "(set energy_key/forces_key, --energy-key/--forces-key on the command line)")
         energy = None if energy is None else float(energy) * factor
-        forces = None if forces is None else np.asarray(forces, dtype=np.float64) * factor
+        forces = None if forces is None else np.asarray(forces, dtype=np.float64) * forces_factor
         check_labels(energy, forces, where)
         clean = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
         if energy is not None or forces is not None:
@@ -130,17 +130,19 @@ def read_ase(path: str | Path, index: str | int | slice = ":", energy_unit: str 
 
 
 def read_structures(path: str | Path, frames=None, energy_unit: str | None = None, labels: str = "rmd17",
-                    energy_key: str = "energy", forces_key: str = "forces", require_labels: bool = True) -> list[Atoms]:
+                    energy_key: str = "energy", forces_key: str = "forces", require_labels: bool = True,
+                    forces_unit: str | None = None) -> list[Atoms]:
     """Read (labelled, unless not `require_labels`) frames: rMD17 npz files or anything ASE
     reads (by file suffix; see `read_ase` for the keys)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
     if path.suffix == ".npz":
-        if energy_unit not in (None, "kcal/mol"):
-            raise ValueError("rMD17 npz files are in kcal/mol; do not pass another energy_unit")
+        if energy_unit not in (None, "kcal/mol") or forces_unit not in (None, "kcal/mol/Å"):
+            raise ValueError("rMD17 npz files are in kcal/mol and kcal/mol/Å; do not pass other units")
         return read_rmd17(path, frames=frames, labels=labels)
-    structures = read_ase(path, energy_unit=energy_unit or "eV", energy_key=energy_key, forces_key=forces_key, require_labels=require_labels)
+    structures = read_ase(path, energy_unit=energy_unit or "eV", energy_key=energy_key, forces_key=forces_key, require_labels=require_labels,
+                          forces_unit=forces_unit)
     if frames is not None:
         structures = [structures[k] for k in np.arange(len(structures))[frames]]
     return structures

@@ -6,6 +6,9 @@ recomputes nothing it already had."""
 from __future__ import annotations
 
 import os
+import threading
+import time
+from contextlib import contextmanager
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
@@ -19,10 +22,18 @@ from ..validate.dft import DFTLevel, dft_single_point
 EXECUTORS = ("local", "dask")
 
 
-def _limit_threads(threads: int) -> None:
-    # Before PySCF or torch start their thread pools in the worker.
+def _start_worker(threads: int, parent: int) -> None:
+    """In each local worker, before PySCF or torch start their thread pools: limit the threads,
+    and end the worker when its parent is gone (killed with -9, it could not end the workers)."""
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[name] = str(threads)
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="anids-md-parent-watch").start()
 
 
 def make_executor(kind: str = "local", workers: int = 1, threads: int = 1, scheduler: str | None = None) -> Executor:
@@ -31,12 +42,39 @@ def make_executor(kind: str = "local", workers: int = 1, threads: int = 1, sched
     if kind == "local":
         if workers < 1 or threads < 1:
             raise ValueError(f"workers and threads must be positive, got {workers} and {threads}")
-        return ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_limit_threads, initargs=(threads,))
+        return ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_start_worker, initargs=(threads, os.getpid()))
     if kind == "dask":
         if not scheduler:
             raise ValueError("the dask executor needs the address of a running scheduler (--scheduler tcp://HOST:8786)")
         return DaskExecutor(scheduler)
     raise ValueError(f"unknown executor {kind!r}; choose one of {EXECUTORS}")
+
+
+@contextmanager
+def labelling_pool(kind: str = "local", workers: int = 1, threads: int = 1, scheduler: str | None = None):
+    """`make_executor`'s executor for the block. Left normally, it is shut down after its work;
+    left by an exception or an interrupt, queued work is cancelled and local workers are ended
+    at once (finished labels are already in the DFT cache)."""
+    executor = make_executor(kind, workers, threads, scheduler)
+    try:
+        yield executor
+    except BaseException:
+        abort_executor(executor)
+        raise
+    executor.shutdown()
+
+
+def abort_executor(executor: Executor, grace_s: float = 2.0) -> None:
+    """Cancel queued work and end running work now: local worker processes are terminated
+    (killed if they linger), a Dask executor's futures cancelled and its client closed."""
+    processes = list((getattr(executor, "_processes", None) or {}).values())  # ProcessPoolExecutor's workers
+    executor.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(grace_s)
+        if process.is_alive():
+            process.kill()
 
 
 class DaskExecutor(Executor):
@@ -53,8 +91,8 @@ class DaskExecutor(Executor):
     def submit(self, fn, /, *args, **kwargs):
         return self.executor.submit(fn, *args, **kwargs)
 
-    def shutdown(self, wait: bool = True, **kwargs) -> None:
-        self.executor.shutdown(wait=wait)
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        self.executor.shutdown(wait=wait and not cancel_futures)  # Dask's executor cancels pending work when not waiting
         self.client.close()
 
 
@@ -66,10 +104,15 @@ def label_structures(frames: list[Atoms], level: DFTLevel, executor: Executor, c
                for k, a in enumerate(frames)}
     labelled: list[Atoms | None] = [None] * len(frames)
     computed = 0
-    for future in tqdm(as_completed(futures), total=len(futures), disable=not progress, desc=desc, unit="frame"):
-        result = future.result()
-        atoms = result.atoms.copy()
-        atoms.calc = SinglePointCalculator(atoms, energy=result.energy_eV, forces=result.forces_eV_per_A)
-        labelled[futures[future]] = atoms
-        computed += not result.cached
+    try:
+        for future in tqdm(as_completed(futures), total=len(futures), disable=not progress, desc=desc, unit="frame"):
+            result = future.result()
+            atoms = result.atoms.copy()
+            atoms.calc = SinglePointCalculator(atoms, energy=result.energy_eV, forces=result.forces_eV_per_A)
+            labelled[futures[future]] = atoms
+            computed += not result.cached
+    except BaseException:  # an interrupt or a failed label: queued frames are not computed
+        for future in futures:
+            future.cancel()
+        raise
     return labelled, computed

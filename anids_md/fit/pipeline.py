@@ -34,8 +34,9 @@ from ..simulate import optimize, run_md
 from ..train import load_config, train
 from ..validate.dft import DFTLevel, dft_optimize
 from ..validate.rmsd import kabsch_rmsd
-from .labelling import label_structures, make_executor
+from .labelling import label_structures, labelling_pool
 from .molecule import Molecule, molecule_from_input
+from .process import folder_lock, termination_as_interrupt
 from .sampling import hessian_displacements, hessian_from_forces, sample_configurations
 from .settings import FitSettings
 
@@ -71,9 +72,15 @@ def fit(source: str | Molecule, out_dir: str | Path, settings: FitSettings | Non
         spin: int | None = None, cache_dir: str | Path | None = None, progress: bool = True) -> FitReport:
     """Fit a force field to `source` (SMILES string, structure file or Molecule) and validate
     it against DFT; writes `out_dir`/{dft_minimum.xyz, ml_minimum.xyz, model.safetensors,
-    report.json, report.png} and returns the report."""
+    report.json, report.png} and returns the report. The folder is locked while the fit runs
+    (a second fit into it is refused); SIGTERM and SIGHUP end it as Ctrl-C does, workers included."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out), termination_as_interrupt():
+        return _fit(source, out, settings, charge, spin, cache_dir, progress)
+
+
+def _fit(source, out: Path, settings, charge, spin, cache_dir, progress) -> FitReport:
     start, stages = time.perf_counter(), {}
     clock = time.perf_counter()
 
@@ -96,8 +103,7 @@ def fit(source: str | Molecule, out_dir: str | Path, settings: FitSettings | Non
     n_calls, n_computed = minimum.steps, 0 if minimum.cached else minimum.steps
     stage("dft_minimum")
 
-    executor = make_executor(s.executor, s.workers, s.threads, s.scheduler)
-    try:
+    with labelling_pool(s.executor, s.workers, s.threads, s.scheduler) as executor:
         hessian = None
         if s.sampler == "normal-modes":
             displaced, computed = label_structures(hessian_displacements(minimum.atoms), level, executor, cache_dir, progress,
@@ -126,8 +132,6 @@ def fit(source: str | Molecule, out_dir: str | Path, settings: FitSettings | Non
             train_frames = train_frames + labelled
             model_path = _fit_model(out, round_index, train_frames, s, progress, fits)
             stage("training")
-    finally:
-        executor.shutdown()
     _write_frames(out / "train_frames.extxyz", train_frames)
     _write_frames(out / "heldout_frames.extxyz", heldout)
     shutil.copyfile(model_path, out / "model.safetensors")

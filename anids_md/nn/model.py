@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, replace
 from itertools import pairwise
 from typing import NamedTuple
@@ -42,6 +43,28 @@ class ModelConfig:
     force_scale: float = 1.0  # eV/Å
     energy_shift: float = 0.0  # eV per atom
     reference_energies: dict[int, float] = field(default_factory=dict)  # eV per element
+
+    # Far beyond any useful model; a checkpoint asking for more is refused before anything is
+    # built (a 175 kB file must not make the loader allocate gigabytes or search a 1e9 Å cutoff).
+    LIMITS = {"channels": (1, 512), "lmax": (1, 4), "layers": (1, 8), "correlation": (2, 3), "n_radial": (1, 64),
+              "radial_hidden": (1, 1024), "readout_hidden": (1, 1024), "radial_layers": (1, 8)}
+    MAX_CUTOFF_A = 12.0
+
+    def __post_init__(self):
+        for name, (low, high) in self.LIMITS.items():
+            value = getattr(self, name)
+            if not (isinstance(value, int) and low <= value <= high):
+                raise ValueError(f"model.{name} must be a whole number in [{low}, {high}], got {value!r}")
+        if not (isinstance(self.cutoff, (int, float)) and 0 < self.cutoff <= self.MAX_CUTOFF_A):
+            raise ValueError(f"model.cutoff must be in (0, {self.MAX_CUTOFF_A}] Å, got {self.cutoff!r}")
+        if self.feature_lmax is not None and not (isinstance(self.feature_lmax, int) and 1 <= self.feature_lmax <= self.lmax):
+            raise ValueError(f"model.feature_lmax must be between 1 and lmax ({self.lmax}), or None; got {self.feature_lmax!r}")
+        if not (len(set(self.elements)) == len(self.elements) and all(isinstance(z, int) and 1 <= z <= 118 for z in self.elements)):
+            raise ValueError(f"model.elements must be distinct atomic numbers in [1, 118], got {self.elements!r}")
+        for name in ("avg_num_neighbors", "force_scale"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"model.{name} must be a positive finite number, got {value!r}")
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -16,6 +16,12 @@ from ..packaged import resolve_packaged
 OBJECTIVES = ("none", "fixed", "isotropic", "anisotropic", "anisotropic-add")
 
 
+def check_run_name(name: str) -> None:
+    """A run's name is one folder inside output_dir: never a path that could leave it."""
+    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name:
+        raise ValueError(f"name must be a plain folder name inside output_dir (no '/', '\\', '.' or '..'), got {name!r}")
+
+
 @dataclass
 class DataConfig:
     train: str = ""  # rMD17 npz or any file ASE reads (labelled frames)
@@ -25,6 +31,7 @@ class DataConfig:
     n_valid: int = 50  # with protocol null
     labels: str = "rmd17"  # rmd17 | md17 (original MD17 labels), npz only
     energy_unit: str | None = None  # unit of energies in non-npz files (eV if unset)
+    forces_unit: str | None = None  # unit of forces in non-npz files (energy_unit/Å if unset; e.g. Hartree/Bohr)
     energy_key: str = "energy"  # non-npz files: where the energy label is (info key, e.g. REF_energy)
     forces_key: str = "forces"  # non-npz files: where the forces are (array key, e.g. REF_forces)
     # isolated-atom energies: an extxyz file of single atoms, or a shipped set by name
@@ -58,8 +65,15 @@ class OptimConfig:
     def __post_init__(self):
         if self.loss not in ("mse", "dens"):
             raise ValueError(f"optim.loss must be 'mse' or 'dens', got {self.loss!r}")
-        if self.max_wall_s is not None and not self.max_wall_s > 0:
-            raise ValueError(f"optim.max_wall_s must be positive (seconds), got {self.max_wall_s}")
+        counts = {"epochs": self.epochs, "batch_size": self.batch_size, "patience": self.patience, "max_steps": self.max_steps,
+                  "checkpoint_steps": self.checkpoint_steps}
+        for name, value in counts.items():
+            if value is not None and not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"optim.{name} must be a whole number of at least 1, got {value!r}")
+        for name in ("max_wall_s", "lr", "grad_clip"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"optim.{name} must be positive, got {value}")
 
 
 @dataclass
@@ -122,6 +136,7 @@ class TrainConfig:
     def __post_init__(self):
         if self.noise not in OBJECTIVES:
             raise ValueError(f"unknown noise {self.noise!r}; choose one of {OBJECTIVES}")
+        check_run_name(self.name)
 
     @property
     def run_dir(self) -> Path:
@@ -156,6 +171,9 @@ class PretrainConfig:
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     data: PretrainDataConfig = field(default_factory=PretrainDataConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(epochs=10, batch_size=32, lr=4e-4, warmup_steps=200, patience=1000))
+
+    def __post_init__(self):
+        check_run_name(self.name)
 
     @property
     def run_dir(self) -> Path:

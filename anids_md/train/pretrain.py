@@ -24,7 +24,7 @@ from ..runtime import resolve_device, resolve_dtype
 from .config import PretrainConfig, config_to_dict
 from .loop import TrainingLoop
 from .losses import vector_error
-from .run_dir import claim_run_dir
+from .run_dir import check_run_dir, claim_run_dir
 
 
 class DenoisingPretraining(nn.Module):
@@ -80,7 +80,8 @@ class Pretrainer(TrainingLoop):
         if config.data.source != "qm9" and not os.path.isfile(config.data.source):
             raise FileNotFoundError(f"missing input files: data.source={config.data.source}")
         self.device, self.dtype = resolve_device(config.device), resolve_dtype(config.dtype)
-        claim_run_dir(config, writer=os.environ.get("RANK", "0") == "0")
+        check_run_dir(config)  # early: a clash is refused before QM9 is read; the folder is claimed below
+        given = config
         config = self.config = copy.deepcopy(config)  # resolved below (elements, neighbours); the caller's stays as given
         if self.device.type == "cuda" and "LOCAL_RANK" in os.environ:
             self.device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
@@ -97,6 +98,7 @@ class Pretrainer(TrainingLoop):
         self.train_graphs = [graphs[i] for i in train_idx]
         self.valid_graphs = [graphs[i] for i in valid_idx]
         self.n_structures = len(structures)
+        claim_run_dir(given, writer=rank == 0)
         elements = sorted(set(config.model.elements) | {int(z) for a in structures for z in a.numbers})
         neighbours = float(np.mean([g.edge_index.shape[1] / g.n_atoms for g in self.train_graphs]))
         config.model.elements, config.model.avg_num_neighbors = elements, neighbours

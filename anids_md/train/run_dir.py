@@ -21,33 +21,41 @@ class RunConflictError(ValueError):
     """A run folder holds a run with other settings."""
 
 
-def claim_run_dir(config, writer: bool = True) -> None:
-    """Check `config.run_dir` before training there, and save the config in it.
-
-    An unfinished or finished run there with other settings is refused (naming the keys that
-    differ) unless `config.resume` (continue it with the new settings, e.g. more epochs) or
-    `config.overwrite` (delete it and start afresh). `writer` is false on the processes of a
-    data-parallel run that do not write files."""
+def check_run_dir(config) -> list[str]:
+    """Refuse `config.run_dir` when it holds a run with other settings (naming the keys that
+    differ), unless `config.resume` (continue it with the new settings, e.g. more epochs) or
+    `config.overwrite` (start afresh). Writes nothing; returns the keys that differ."""
     run_dir = config.run_dir
     saved_path = run_dir / "config.yaml"
-    current = config_to_dict(config)
-    if config.overwrite and writer:
-        for name in RUN_FILES:
-            (run_dir / name).unlink(missing_ok=True)
-    elif saved_path.exists():
-        differing = config_differences(yaml.safe_load(saved_path.read_text()) or {}, current)
+    if config.overwrite:
+        return []
+    if saved_path.exists():
+        differing = config_differences(yaml.safe_load(saved_path.read_text()) or {}, config_to_dict(config))
         if differing and not config.resume:
             raise RunConflictError(
                 f"{run_dir} holds a run with other settings ({', '.join(differing)} differ); add resume=true to continue "
                 "it with the new settings, overwrite=true to start afresh, or choose another name=")
-        if not differing:
-            return
-        logger.warning("resume=true: continuing %s with changed settings: %s", run_dir, ", ".join(differing))
-    elif (run_dir / "state.safetensors").exists() and not config.resume:
+        return differing
+    if (run_dir / "state.safetensors").exists() and not config.resume:
         raise RunConflictError(f"{run_dir} holds a run without saved settings; add resume=true to continue it or overwrite=true")
-    if writer:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomically(saved_path, yaml.safe_dump(current, sort_keys=False))
+    return []
+
+
+def claim_run_dir(config, writer: bool = True) -> None:
+    """Check `config.run_dir` (see `check_run_dir`) and save the config in it, deleting an
+    earlier run's files first with `config.overwrite`. Called once the inputs have been read
+    and checked, so that a refused run never creates or claims its folder. `writer` is false
+    on the processes of a data-parallel run that do not write files."""
+    differing = check_run_dir(config)
+    if differing:
+        logger.warning("resume=true: continuing %s with changed settings: %s", config.run_dir, ", ".join(differing))
+    if not writer:
+        return
+    if config.overwrite:
+        for name in RUN_FILES:
+            (config.run_dir / name).unlink(missing_ok=True)
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(config.run_dir / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
 
 
 def open_log(path: Path, fields: list[str], step: int) -> None:

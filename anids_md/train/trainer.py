@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +35,9 @@ from .config import TrainConfig, config_to_dict
 from .denoising import AuxiliaryDenoising
 from .loop import TrainingLoop
 from .losses import energy_force_loss
-from .run_dir import claim_run_dir
+from .run_dir import check_run_dir, claim_run_dir
+
+logger = logging.getLogger(__name__)
 
 
 def check_inputs(config: TrainConfig) -> None:
@@ -66,9 +69,27 @@ class Datasets:
     valid_indices: np.ndarray
 
 
+def drop_duplicate_frames(structures: list, where: str) -> list:
+    """The structures without exact repeats (same elements and positions), with a warning
+    naming how many were dropped: a copy of a training frame in the validation set would make
+    validation look better than it is."""
+    seen, unique = set(), []
+    for atoms in structures:
+        key = (atoms.numbers.tobytes(), np.ascontiguousarray(atoms.positions).tobytes())
+        if key not in seen:
+            seen.add(key)
+            unique.append(atoms)
+    if len(unique) < len(structures):
+        logger.warning("%s: dropped %d exact duplicate frames of %d (same elements and positions); %d remain",
+                       where, len(structures) - len(unique), len(structures), len(unique))
+    return unique
+
+
 def load_datasets(config: TrainConfig) -> Datasets:
     d = config.data
-    structures = read_structures(d.train, energy_unit=d.energy_unit, labels=d.labels, energy_key=d.energy_key, forces_key=d.forces_key)
+    structures = read_structures(d.train, energy_unit=d.energy_unit, labels=d.labels, energy_key=d.energy_key, forces_key=d.forces_key,
+                                 forces_unit=d.forces_unit)
+    structures = drop_duplicate_frames(structures, str(d.train))
     if d.protocol:
         train_idx, valid_idx = protocol_split(d.protocol, len(structures), config.seed)
     else:
@@ -123,7 +144,8 @@ class Trainer(TrainingLoop):
     def __init__(self, config: TrainConfig, progress: bool = True):
         check_inputs(config)
         self.device, self.dtype = resolve_device(config.device), resolve_dtype(config.dtype)
-        claim_run_dir(config)
+        check_run_dir(config)  # early: a clash is refused before any work; the folder is claimed below
+        given = config
         config = self.config = copy.deepcopy(config)  # resolved below (model from init, normalisation); the caller's stays as given
         torch.manual_seed(config.seed)
         self.data = load_datasets(config)
@@ -135,6 +157,7 @@ class Trainer(TrainingLoop):
         self.train_graphs = [graph_from_atoms(a, cutoff, with_labels=True).to(self.device) for a in self.data.train]
         prepare_model_config(config, self.data.train, self.train_graphs, pretrained=initial is not None)
         self.valid_graphs = [graph_from_atoms(a, cutoff, with_labels=True).to(self.device) for a in self.data.valid]
+        claim_run_dir(given)
         self.model = ForceField(config.model)
         if initial is not None:
             self.model.load_state_dict(initial.state_dict())
@@ -193,7 +216,8 @@ class Trainer(TrainingLoop):
             summary["noise_scale_A"] = round(self.denoising.mean_noise_scale(), 5)
         if self.config.data.test:
             d = self.config.data
-            test = read_structures(d.test, energy_unit=d.energy_unit, labels=d.labels, energy_key=d.energy_key, forces_key=d.forces_key)
+            test = read_structures(d.test, energy_unit=d.energy_unit, labels=d.labels, energy_key=d.energy_key, forces_key=d.forces_key,
+                                  forces_unit=d.forces_unit)
             summary["test_file"] = str(self.config.data.test)
             summary["test"] = evaluate(model, test)
         save_checkpoint(model, self.run_dir / "model.safetensors", training=self.training_metadata(), extra={"results": summary})

@@ -88,15 +88,24 @@ def plot_comparison(rows: list[MinimumComparison], path, title: str = "") -> Non
     import numpy as np
 
     x = np.arange(len(rows))
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.6))
+    # RMSDs span 1e-4 to 1e-1 Å between a good and a poor model: a log axis shows both, and
+    # each bar carries its value.
     for k, (key, label) in enumerate([("rmsd_ml_dft_A", "ML min vs DFT min"), ("rmsd_start_dft_A", "start vs DFT min"),
                                       ("rmsd_start_ml_A", "start vs ML min")]):
-        left.bar(x + (k - 1) * 0.27, [getattr(r, key) for r in rows], 0.27, label=label)
+        values = [max(getattr(r, key), 1e-5) for r in rows]  # an exact match (0) still gets a visible bar
+        bars = left.bar(x + (k - 1) * 0.27, values, 0.27, label=label)
+        left.bar_label(bars, [f"{getattr(r, key):.4f}" for r in rows], fontsize=7, rotation=90, padding=2)
     left.axhline(0.02, color="k", linestyle=":", linewidth=1, label="0.02 Å target")
+    left.set_yscale("log")
+    top = max(max(r.rmsd_start_dft_A, r.rmsd_start_ml_A, r.rmsd_ml_dft_A) for r in rows)
+    bottom = min(max(min(r.rmsd_ml_dft_A, r.rmsd_start_dft_A, r.rmsd_start_ml_A), 1e-5) for r in rows)
+    left.set_ylim(bottom / 5, max(top, 0.02) * 20)  # every bar visible, room for the values above them
     left.set_xticks(x, [r.name for r in rows], rotation=30, ha="right", fontsize=8)
-    left.set(ylabel="RMSD (Å)")
-    left.legend(fontsize=8)
-    right.bar(x, [r.dft_energy_penalty_meV for r in rows], color="tab:red")
+    left.set(ylabel="RMSD (Å, log scale)")
+    left.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0, 1.01), ncol=2, borderaxespad=0)  # above the axes, never on a bar
+    bars = right.bar(x, [r.dft_energy_penalty_meV for r in rows], color="tab:red")
+    right.bar_label(bars, [f"{r.dft_energy_penalty_meV:.2f}" for r in rows], fontsize=7, padding=2)
     right.set_xticks(x, [r.name for r in rows], rotation=30, ha="right", fontsize=8)
     right.set(ylabel="E_DFT(ML min) − E_DFT(DFT min) (meV)")
     fig.suptitle(title, fontsize=10)

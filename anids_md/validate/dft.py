@@ -10,6 +10,7 @@ import importlib.util
 import json
 import logging
 import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -74,12 +75,22 @@ def _load(path: Path, numbers) -> DFTResult | None:
         return None
 
 
+_unwritable_warned: set[str] = set()
+
+
 def _store(path: Path, result: DFTResult, level: DFTLevel) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Cache `result`; a cache folder that cannot be written costs the cache, never the result
+    (one warning per folder)."""
     record = {"level": asdict(level), "positions": result.atoms.positions.tolist(), "energy_eV": result.energy_eV,
               "forces_eV_per_A": result.forces_eV_per_A.tolist(), "wall_s": result.wall_s, "steps": result.steps,
               "converged": result.converged, "units": {"positions": "Å", "energy": "eV", "forces": "eV/Å"}}
-    write_text_atomically(path, json.dumps(record))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(path, json.dumps(record))
+    except OSError as error:
+        if str(path.parent) not in _unwritable_warned:
+            _unwritable_warned.add(str(path.parent))
+            logger.warning("cannot write to the DFT cache %s (%s); results are returned but not cached", path.parent, error)
 
 
 def _method(atoms: Atoms, level: DFTLevel, verbose: int = 0):
@@ -159,8 +170,9 @@ def dft_optimize(atoms: Atoms, level: DFTLevel = DFTLevel(), max_steps: int = 10
                             f"max |F| {np.abs(steps[-1][2]).max() * HARTREE_PER_BOHR_IN_EV_PER_A:.3f} eV/Å")
 
     try:
-        converged, mol = kernel(_method(atoms, level), maxsteps=max_steps, assert_convergence=False,
-                                logIni=str(_quiet_geometric_log()), callback=record)
+        with tempfile.TemporaryDirectory(prefix="anids-md-geometric-") as scratch:  # never under HOME or the cache
+            converged, mol = kernel(_method(atoms, level), maxsteps=max_steps, assert_convergence=False,
+                                    logIni=str(_quiet_geometric_log(Path(scratch))), callback=record)
     finally:
         bar.close()
     minimum = Atoms(numbers=atoms.numbers, positions=mol.atom_coords(unit="Angstrom"))
@@ -174,14 +186,13 @@ def dft_optimize(atoms: Atoms, level: DFTLevel = DFTLevel(), max_steps: int = 10
     return result
 
 
-def _quiet_geometric_log() -> Path:
-    """A logging configuration that keeps geomeTRIC's step-by-step report off the terminal."""
-    path = default_cache_dir().parent / "geometric-quiet.ini"
-    if not path.exists():
-        write_text_atomically(path,
-            "[loggers]\nkeys=root,geometric\n\n[handlers]\nkeys=null\n\n[formatters]\nkeys=\n\n"
-            "[logger_root]\nlevel=WARNING\nhandlers=\n\n"
-            "[logger_geometric]\nlevel=WARNING\nhandlers=null\nqualname=geometric\npropagate=0\n\n"
-            "[handler_null]\nclass=NullHandler\nargs=()\n"
-        )
+def _quiet_geometric_log(folder: Path) -> Path:
+    """A logging configuration in `folder` that keeps geomeTRIC's step-by-step report off the terminal."""
+    path = folder / "geometric-quiet.ini"
+    path.write_text(
+        "[loggers]\nkeys=root,geometric\n\n[handlers]\nkeys=null\n\n[formatters]\nkeys=\n\n"
+        "[logger_root]\nlevel=WARNING\nhandlers=\n\n"
+        "[logger_geometric]\nlevel=WARNING\nhandlers=null\nqualname=geometric\npropagate=0\n\n"
+        "[handler_null]\nclass=NullHandler\nargs=()\n"
+    )
     return path

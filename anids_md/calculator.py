@@ -17,9 +17,10 @@ from .runtime import available_memory_bytes, check_compiler, resolve_device, res
 logger = logging.getLogger(__name__)
 
 # Peak memory of one energy+forces call per neighbour pair (edge) within the cutoff + skin, for
-# float32; float64 doubles it. Measured on water at liquid density (52 neighbours within 5 Å),
-# the densest molecular case, with rmd17-ethanol: benchmarks/results/memory.json.
-BYTES_PER_EDGE_FLOAT32 = 6_000
+# float32; float64 doubles it. Measured 7 500-9 400 bytes (float32; float64 15 200-17 500) on
+# water at liquid density (53-62 neighbours within 5.5 Å, the densest molecular case) from 1 000
+# to 10 000 atoms with rmd17-ethanol: benchmarks/results/memory.json.
+BYTES_PER_EDGE_FLOAT32 = 9_500
 
 
 @dataclass

@@ -99,7 +99,7 @@ def alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGKILL])
 def test_killing_the_labelling_process_ends_its_workers_promptly(tmp_path, how):
     script = tmp_path / "pool.py"
     script.write_text(POOL_SCRIPT)
@@ -115,6 +115,19 @@ def test_killing_the_labelling_process_ends_its_workers_promptly(tmp_path, how):
     assert time.monotonic() - start < 15  # not the 120 s of the queued tasks
     if how != signal.SIGKILL:
         assert parent.returncode != 0
+
+
+def test_an_interrupt_cancels_the_queued_dask_labels():
+    from distributed import LocalCluster
+
+    from anids_md.fit.labelling import labelling_pool
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        with pytest.raises(KeyboardInterrupt):
+            with labelling_pool("dask", scheduler=cluster.scheduler_address) as executor:
+                futures = [executor.submit(time.sleep, 3) for _ in range(4)]
+                raise KeyboardInterrupt
+        assert all(future.cancelled() for future in futures)
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -310,6 +323,10 @@ def test_an_unwritable_cache_still_returns_the_result_with_one_warning(tmp_path,
         second = dft_single_point(moved, level, cache_dir=tmp_path)
     assert np.isfinite(first.energy_eV) and second.energy_eV != first.energy_eV
     assert caplog.text.count("cannot write to the DFT cache") == 1
+    write(tmp_path / "h2.xyz", h2())  # a finished optimisation still reaches its output file
+    main(["dft-optimize", str(tmp_path / "h2.xyz"), "-o", str(tmp_path / "min.xyz"), "--basis", "sto-3g", "--cache", str(tmp_path),
+          "--quiet"])
+    assert (tmp_path / "min.xyz").exists() and not list(tmp_path.glob("opt-*.json"))
 
 
 # --- the command line ----------------------------------------------------------------------------

@@ -3,12 +3,7 @@
 Units inside the package: energies in eV, forces in eV/Å, lengths in Å.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("anids-md")
-except PackageNotFoundError:  # imported from a source tree that was never installed
-    __version__ = "0+unknown"
+from .version import __version__
 
 
 def __getattr__(name):

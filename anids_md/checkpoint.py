@@ -15,14 +15,14 @@ from .atomic import atomic_path
 from .nn import DenoisingHead, ForceField, ModelConfig
 from .nn.generator import GeneratorConfig, NoiseGenerator
 from .packaged import packaged_files, resolve_packaged
+from .version import __version__
 
-# 2: may also hold a noise generator ("generator." weights, "generator" metadata).
-# 3: the denoising head is a block of its own ("denoising_head." weights, pretraining checkpoints
-#    only); format 2's linear "vector_head" is dropped on loading.
-FORMAT_VERSION = 3
+# 4: the force field's weights under "encoder." and "readout."; pretraining checkpoints also hold
+# the noise generator ("generator.") and the denoising head ("denoising_head."). Earlier formats
+# were never released: training/convert_checkpoints.py rewrote the shipped models.
+FORMAT_VERSION = 4
 GENERATOR_PREFIX = "generator."
 HEAD_PREFIX = "denoising_head."
-LEGACY_KEYS = ("vector_head.weight",)
 METADATA_KEY = "anids_md"
 UNITS = {"energy": "eV", "forces": "eV/Å", "length": "Å"}
 PRETRAINING_KIND = "denoising pretraining"  # training["kind"] of a checkpoint whose energy head was never trained
@@ -33,8 +33,6 @@ class CheckpointError(ValueError):
 
 
 def package_version() -> str:
-    from . import __version__
-
     return __version__
 
 
@@ -100,6 +98,9 @@ def read_metadata(path: str | Path) -> dict:
             f"{path}: checkpoint format {version} is newer than this anids-md ({package_version()}) reads "
             f"(format {FORMAT_VERSION}); upgrade anids-md"
         )
+    if version < FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {version} of a development version; rewrite it with "
+                              "training/convert_checkpoints.py (from the anids-md repository)")
     if metadata.get("units") != UNITS:
         raise CheckpointError(f"{path}: units {metadata.get('units')} differ from the package's {UNITS}")
     return metadata
@@ -115,7 +116,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype:
         raise CheckpointError(f"{path}: unusable model settings in its metadata ({error})") from None
     try:
         tensors = {k: v for k, v in load_file(str(path)).items()
-                   if not k.startswith((GENERATOR_PREFIX, HEAD_PREFIX)) and k not in LEGACY_KEYS}
+                   if not k.startswith((GENERATOR_PREFIX, HEAD_PREFIX))}
         stored = next((t.dtype for t in tensors.values() if t.is_floating_point()), torch.float32)
         model = ForceField(config).to(stored)  # load at full stored precision, then cast
         model.load_state_dict(tensors, strict=True)
@@ -129,14 +130,7 @@ def trained_elements(metadata: dict) -> list[int]:
     """Atomic numbers present in a force field's training data: the only elements whose energy
     it has learned (its embedding may list more, e.g. those of a pretrained backbone)."""
     training = metadata.get("training", {})
-    if "elements" in training:
-        return sorted(int(z) for z in training["elements"])
-    if training.get("formulae"):  # checkpoints written before the elements were recorded
-        from ase.data import atomic_numbers
-        from ase.formula import Formula
-
-        return sorted({atomic_numbers[s] for f in training["formulae"] for s in Formula(f).count()})
-    return sorted(int(z) for z in metadata["model"]["elements"])
+    return sorted(int(z) for z in training.get("elements", metadata["model"]["elements"]))
 
 
 def check_elements(metadata: dict, numbers) -> None:

@@ -1,4 +1,6 @@
-"""The `anids-md` command: one subcommand per job, thin over the library."""
+"""The `anids-md` command: one subcommand per job, thin over the library. Each subcommand is a
+function `cmd_<name>` with its arguments declared just above it in `<name>_arguments`; the
+choices come from `anids_md.options`."""
 
 from __future__ import annotations
 
@@ -6,6 +8,121 @@ import argparse
 import json
 import logging
 import sys
+
+from .options import DISPERSIONS, DTYPES, ENSEMBLES, EXECUTORS, OPTIMIZERS, SAMPLERS
+
+# --- argument types and groups shared by several subcommands ---------------------------------
+
+def _count(text: str) -> int:
+    """argparse type: a whole number of at least 1 (argparse names the option on failure)."""
+    return _checked(text, int, lambda v: v >= 1, "a whole number of at least 1")
+
+
+def _non_negative_count(text: str) -> int:
+    return _checked(text, int, lambda v: v >= 0, "a whole number, 0 or more")
+
+
+def _positive(text: str) -> float:
+    return _checked(text, float, lambda v: v > 0 and v != float("inf"), "a positive number")
+
+
+def _non_negative(text: str) -> float:
+    return _checked(text, float, lambda v: 0 <= v < float("inf"), "a number, 0 or more")
+
+
+def _checked(text: str, kind, valid, what: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not valid(value):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+    return value
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each argument's default, except where there is none to show."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def device_arguments(p, dtype_default=None) -> None:
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--dtype", choices=DTYPES, default=dtype_default,
+                   help="floating-point precision" + ("" if dtype_default else " (default: float64 on CPU, float32 on GPU)"))
+
+
+def level_arguments(p, from_smiles: bool = False) -> None:
+    """The DFT level of theory (PySCF)."""
+    p.add_argument("--xc", default="PBE", help="exchange-correlation functional (PySCF name)")
+    p.add_argument("--basis", default="def2-SVP", help="basis set (PySCF name)")
+    p.add_argument("--dispersion", choices=DISPERSIONS, default=None, help="dispersion correction (needs pyscf-dispersion)")
+    where = "; default: from the SMILES, 0 for a file" if from_smiles else ""
+    p.add_argument("--charge", type=int, default=None if from_smiles else 0, help="total charge" + where)
+    p.add_argument("--spin", type=_non_negative_count, default=None if from_smiles else 0,
+                   help="2S, the number of unpaired electrons (UKS when > 0)" + where)
+    p.add_argument("--grid", type=_non_negative_count, default=3, help="PySCF grid level")
+    p.add_argument("--no-density-fit", action="store_true", help="exact Coulomb instead of RI-J")
+    p.add_argument("--cache", help="folder of cached DFT results (default ~/.cache/anids-md/dft or $ANIDS_MD_CACHE)")
+
+
+def _level(args):
+    from .validate import DFTLevel
+
+    # fit's --charge/--spin default to None: the molecule's own (from SMILES), filled in by fit
+    return DFTLevel(xc=args.xc, basis=args.basis, dispersion=args.dispersion, density_fit=not args.no_density_fit, grid_level=args.grid,
+                    charge=args.charge or 0, spin=args.spin or 0)
+
+
+def model_and_structures_arguments(p, optimize: bool) -> None:
+    p.add_argument("checkpoint", help="checkpoint file or shipped model name")
+    p.add_argument("input", help="structure file ASE reads")
+    p.add_argument("-o", "--output", required=True, help="output extxyz file")
+    p.add_argument("--index", type=int, help="use only this structure of a multi-structure file (-1: the last)"
+                   + ("; default: every structure" if optimize else "; needed when the file holds several"))
+    device_arguments(p)
+
+
+def _read_one(path, index: int | None = None):
+    """The single structure of a file, or the one at `index` (an error naming the count when it
+    holds several and no index is given)."""
+    (atoms,) = _read_frames(path, index, single=True)
+    return atoms
+
+
+def _read_frames(path, index: int | None, single: bool = False) -> list:
+    """Structures of a file without their labels: all of them, or the one at `index`. With
+    `single`, a file of several structures needs an index."""
+    from .data import read_ase
+
+    frames = read_ase(path)
+    if index is not None:
+        if not -len(frames) <= index < len(frames):
+            raise ValueError(f"{path} holds {len(frames)} structures; --index {index} is out of range")
+        frames = [frames[index]]
+    elif single and len(frames) > 1:
+        raise ValueError(f"{path} holds {len(frames)} structures; choose one with --index (e.g. --index -1 for the last)")
+    for atoms in frames:
+        atoms.calc = None
+    return frames
+
+
+def _print_metrics(title: str, m: dict) -> None:
+    print(f"{title}: {m['n_structures']} structures")
+    print(f"  energy MAE {m['energy_mae_meV']:.2f} meV   RMSE {m['energy_rmse_meV']:.2f} meV")
+    print(f"  forces MAE {m['forces_mae_meV_per_A']:.2f} meV/Å RMSE {m['forces_rmse_meV_per_A']:.2f} meV/Å")
+
+
+# --- the subcommands -------------------------------------------------------------------------
+
+def train_arguments(p) -> None:
+    p.add_argument("--config", required=True, help="a packaged recipe by name (rmd17-50, rmd17-50-anids, rmd17-1000, own-data) or a YAML file")
+    p.add_argument("overrides", nargs="*", help="section.key=value, e.g. data.train=FILE init=qm9-anids denoise.kind=anisotropic "
+                   "optim.lr=1e-3; resume=true continues a run folder with other settings, overwrite=true starts it afresh")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def cmd_train(args) -> None:
@@ -19,6 +136,13 @@ def cmd_train(args) -> None:
         _print_metrics(f"test ({summary['test_file']})", summary["test"])
 
 
+def pretrain_arguments(p) -> None:
+    p.add_argument("--config", help="a packaged recipe by name (pretrain_qm9) or a YAML file")
+    p.add_argument("overrides", nargs="*", help="section.key=value, e.g. noise.kind=anisotropic optim.max_steps=1000; "
+                   "resume=true continues a run folder with other settings, overwrite=true starts it afresh")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def cmd_pretrain(args) -> None:
     from .train import PretrainConfig, load_config, pretrain
 
@@ -30,13 +154,25 @@ def cmd_pretrain(args) -> None:
         print(f"validation (best epoch {summary['best_epoch']}): denoising loss {v['denoise']:.4f}, KL {v['kl']:.4f}")
 
 
-def cmd_noise(args) -> None:
-    from .checkpoint import load_generator
-    from .noise import describe_noise, plot_noise
+def noise_arguments(p) -> None:
+    p.add_argument("checkpoint", help="pretrained checkpoint (or shipped name, e.g. qm9-anids)")
+    p.add_argument("input", help="structure file ASE reads (one structure)")
+    p.add_argument("--json", help="write symbols, positions, covariance (N×3×3, Å²), eigen-decomposition (and the check)")
+    p.add_argument("--plot", help="PNG of the molecule with one ellipsoid per atom (and P_check.png with --check)")
+    p.add_argument("--check", action="store_true", help="energy curvature along each atom's noise axes: is stiff stiffer than soft?")
+    p.add_argument("--landscape", action="store_true", help="energy on a grid along the two leading noise directions")
+    p.add_argument("--model", help="force field giving the energies for --check/--landscape (checkpoint or shipped name)")
+    p.add_argument("--dft", action="store_true", help="also check with PySCF single points (cached; slow beyond small molecules)")
+    p.add_argument("--displacement", type=_positive, default=0.02, help="Å, along each axis for --check")
+    level_arguments(p)
 
-    generator, settings = load_generator(args.checkpoint)
-    report = describe_noise(generator, settings, _read_one(args.input))
-    print(f"{settings['kind']} noise; Σ_i eigenvalues in Å², angle between the stiffest axis and the nearest bond")
+
+def cmd_noise(args) -> None:
+    from .noise import LearnedNoise, describe_noise, plot_noise
+
+    noise = LearnedNoise.from_checkpoint(args.checkpoint)
+    report = describe_noise(noise, _read_one(args.input))
+    print(f"{noise.kind} noise; Σ_i eigenvalues in Å², angle between the stiffest axis and the nearest bond")
     print(f"{'atom':>6} {'λ1':>9} {'λ2':>9} {'λ3':>9} {'√(trΣ/3) Å':>11} {'angle':>7}")
     for i, symbol in enumerate(report.symbols):
         l1, l2, l3 = report.eigenvalues[i]
@@ -94,10 +230,18 @@ def _check_noise(args, report) -> dict:
     return result
 
 
-def _print_metrics(title: str, m: dict) -> None:
-    print(f"{title}: {m['n_structures']} structures")
-    print(f"  energy MAE {m['energy_mae_meV']:.2f} meV   RMSE {m['energy_rmse_meV']:.2f} meV")
-    print(f"  forces MAE {m['forces_mae_meV_per_A']:.2f} meV/Å RMSE {m['forces_rmse_meV_per_A']:.2f} meV/Å")
+def evaluate_arguments(p) -> None:
+    from .units import ENERGY_UNITS_TO_EV
+
+    p.add_argument("checkpoint", help="checkpoint file or shipped model name")
+    p.add_argument("data", help="rMD17 npz or a file ASE reads, with energies and forces")
+    p.add_argument("--json", help="write the metrics to this JSON file")
+    p.add_argument("--frames", type=_count, help="use only the first N frames (default all)")
+    p.add_argument("--energy-unit", help=f"unit of energies in non-npz files: {', '.join(ENERGY_UNITS_TO_EV)} (default eV)")
+    p.add_argument("--forces-unit", help="unit of forces in non-npz files, e.g. Hartree/Bohr (default: the energy unit per Å)")
+    p.add_argument("--energy-key", default="energy", help="info key of the energy label in non-npz files (e.g. REF_energy)")
+    p.add_argument("--forces-key", default="forces", help="array key of the force labels in non-npz files (e.g. REF_forces)")
+    device_arguments(p, "float64")
 
 
 def cmd_evaluate(args) -> None:
@@ -118,28 +262,12 @@ def cmd_evaluate(args) -> None:
             json.dump({"checkpoint": str(args.checkpoint), "data": str(args.data), **metrics}, handle, indent=2)
 
 
-def _read_one(path, index: int | None = None):
-    """The single structure of a file, or the one at `index` (an error naming the count when it
-    holds several and no index is given)."""
-    (atoms,) = _read_frames(path, index, single=True)
-    return atoms
-
-
-def _read_frames(path, index: int | None, single: bool = False) -> list:
-    """Structures of a file without their labels: all of them, or the one at `index`. With
-    `single`, a file of several structures needs an index."""
-    from .data import read_ase
-
-    frames = read_ase(path)
-    if index is not None:
-        if not -len(frames) <= index < len(frames):
-            raise ValueError(f"{path} holds {len(frames)} structures; --index {index} is out of range")
-        frames = [frames[index]]
-    elif single and len(frames) > 1:
-        raise ValueError(f"{path} holds {len(frames)} structures; choose one with --index (e.g. --index -1 for the last)")
-    for atoms in frames:
-        atoms.calc = None
-    return frames
+def optimize_arguments(p) -> None:
+    model_and_structures_arguments(p, optimize=True)
+    p.add_argument("--fmax", type=_positive, default=0.01, help="convergence: the largest per-atom force norm, eV/Å (ASE's fmax)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="BFGS", help="ASE optimiser")
+    p.add_argument("--steps", type=_count, default=1000, help="most optimiser steps per structure")
+    p.add_argument("--verbose", action="store_true", help="print the optimiser's log")
 
 
 def cmd_optimize(args) -> None:
@@ -166,6 +294,19 @@ def cmd_optimize(args) -> None:
         raise RuntimeError(f"{failed} of {len(frames)} optimisations did not converge in {args.steps} steps")
 
 
+def md_arguments(p) -> None:
+    model_and_structures_arguments(p, optimize=False)
+    p.add_argument("--ensemble", choices=ENSEMBLES, default="nve", help="velocity Verlet, or Langevin at --temperature")
+    p.add_argument("--temperature", type=_non_negative, default=300.0, help="K (initial velocities; Langevin target)")
+    p.add_argument("--timestep", type=_positive, default=0.5, help="fs")
+    p.add_argument("--steps", type=_count, default=1000, help="MD steps")
+    p.add_argument("--interval", type=_count, default=10, help="steps between recorded frames")
+    p.add_argument("--friction", type=_non_negative, default=0.01, help="Langevin friction, 1/fs")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial velocities and Langevin noise")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network: up to 2x faster steps after a first "
+                   "call that compiles (tens of seconds); on CPU needs a C++ compiler")
+
+
 def cmd_md(args) -> None:
     from .calculator import AniDSCalculator
     from .simulate import run_md
@@ -188,12 +329,11 @@ def cmd_md(args) -> None:
     print(f"all {len(report.bonds)} bonds stayed within [0.7, 1.5]× their starting length")
 
 
-def _level(args):
-    from .validate import DFTLevel
-
-    # fit's --charge/--spin default to None: the molecule's own (from SMILES), filled in by fit
-    return DFTLevel(xc=args.xc, basis=args.basis, dispersion=args.dispersion, density_fit=not args.no_density_fit, grid_level=args.grid,
-                    charge=args.charge or 0, spin=args.spin or 0)
+def dft_optimize_arguments(p) -> None:
+    p.add_argument("input", help="structure file ASE reads (one structure)")
+    p.add_argument("-o", "--output", required=True, help="extxyz of the DFT minimum")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    level_arguments(p)
 
 
 def cmd_dft_optimize(args) -> None:
@@ -213,11 +353,29 @@ def cmd_dft_optimize(args) -> None:
           f"RMSD to the start {kabsch_rmsd(atoms, result.atoms):.4f} Å; wrote {args.output}")
 
 
+def rmsd_arguments(p) -> None:
+    p.add_argument("a", help="first structure file (ASE reads it)")
+    p.add_argument("b", help="second structure file, same atoms in the same order")
+    p.add_argument("--heavy", action="store_true", help="ignore hydrogens")
+    p.add_argument("--index", type=int, help="use this structure of multi-structure files (-1: the last); needed when a file holds several")
+
+
 def cmd_rmsd(args) -> None:
     from .validate import kabsch_rmsd
 
     rmsd = kabsch_rmsd(_read_one(args.a, args.index), _read_one(args.b, args.index), heavy_atoms_only=args.heavy)
     print(f"RMSD {rmsd:.5f} Å ({'heavy atoms' if args.heavy else 'all atoms'}, after Kabsch alignment)")
+
+
+def validate_arguments(p) -> None:
+    p.add_argument("checkpoint", help="checkpoint file or shipped model name")
+    p.add_argument("structures", nargs="*", help="starting structures (files ASE reads)")
+    p.add_argument("--rmd17", help="rMD17 npz: start from its first --frames frames")
+    p.add_argument("--frames", type=_count, default=5, help="frames of --rmd17 to use")
+    p.add_argument("--fmax", type=_positive, default=1e-3, help="ML convergence, eV/Å (ASE's fmax)")
+    p.add_argument("--json", help="write the table and summary")
+    p.add_argument("--plot", help="PNG of the RMSDs and energy penalties")
+    level_arguments(p)
 
 
 def cmd_validate(args) -> None:
@@ -251,6 +409,29 @@ def cmd_validate(args) -> None:
         plot_comparison(rows, args.plot, f"{args.checkpoint} vs {level.label()}")
 
 
+def fit_arguments(p) -> None:
+    from .fit.settings import FitSettings  # its defaults are the command's
+
+    d = FitSettings()
+    p.add_argument("input", help="SMILES string (e.g. CCO) or a structure file ASE reads")
+    p.add_argument("-o", "--output", required=True, help="output folder (model.safetensors, report.json, report.png, ...)")
+    p.add_argument("--frames", type=_count, default=d.frames, help="configurations drawn by the sampler and labelled first")
+    p.add_argument("--temperature", type=_positive, default=d.temperature_K, help="K: sampling, MD rounds, stability check")
+    p.add_argument("--rounds", type=_non_negative_count, default=d.rounds, help="rounds of MD with the current model, labelling and refitting")
+    p.add_argument("--frames-per-round", type=_count, default=d.frames_per_round, help="MD frames labelled and added per round")
+    p.add_argument("--test-frames", type=_count, default=d.test_frames, help="held-out frames, from MD with the final model")
+    p.add_argument("--md-steps", type=_count, default=d.md_steps, help="0.5 fs steps per MD round")
+    p.add_argument("--sampler", choices=SAMPLERS, default=d.sampler, help="how the first configurations are drawn around the DFT minimum")
+    p.add_argument("--init", default=d.init, help="pretrained backbone (checkpoint or shipped name)")
+    p.add_argument("--steps", type=_count, default=d.steps, help="optimiser steps per fit")
+    p.add_argument("--workers", type=_count, default=d.workers, help="parallel DFT labelling processes")
+    p.add_argument("--executor", choices=EXECUTORS, default=d.executor, help="local process pool, or a Dask cluster")
+    p.add_argument("--scheduler", help="Dask scheduler address (with --executor dask)")
+    p.add_argument("--seed", type=int, default=d.seed, help="conformers, sampling, MD and training")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    level_arguments(p, from_smiles=True)
+
+
 def cmd_fit(args) -> None:
     from .fit import FitSettings, fit
 
@@ -267,46 +448,34 @@ def cmd_fit(args) -> None:
           f"wrote {args.output}/model.safetensors, report.json, report.png")
 
 
+def demo_arguments(p) -> None:
+    p.add_argument("--model", default="rmd17-ethanol", help="checkpoint file or shipped model name")
+    p.add_argument("--steps", type=_count, default=2000, help="MD steps of 0.5 fs")
+    p.add_argument("--plot", default="demo_minima.png", help="PNG comparing the minima")
+    level_arguments(p)
+
+
 def cmd_demo(args) -> None:
     from .demo import run_demo
 
     run_demo(args.model, steps=args.steps, level=_level(args), plot=args.plot, cache_dir=args.cache)
 
 
-def _count(text: str) -> int:
-    """argparse type: a whole number of at least 1 (argparse names the option on failure)."""
-    return _checked(text, int, lambda v: v >= 1, "a whole number of at least 1")
-
-
-def _non_negative_count(text: str) -> int:
-    return _checked(text, int, lambda v: v >= 0, "a whole number, 0 or more")
-
-
-def _positive(text: str) -> float:
-    return _checked(text, float, lambda v: v > 0 and v != float("inf"), "a positive number")
-
-
-def _non_negative(text: str) -> float:
-    return _checked(text, float, lambda v: 0 <= v < float("inf"), "a number, 0 or more")
-
-
-def _checked(text: str, kind, valid, what: str):
-    try:
-        value = kind(text)
-    except ValueError:
-        value = None
-    if value is None or not valid(value):
-        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
-    return value
-
-
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows each argument's default, except where there is none to show."""
-
-    def _get_help_string(self, action):
-        if action.default in (None, False) or action.default is argparse.SUPPRESS:
-            return action.help
-        return super()._get_help_string(action)
+# name, help, arguments, run, whether it takes --threads (PySCF and rmsd do not use torch's)
+COMMANDS = [
+    ("train", "train a force field from a YAML config", train_arguments, cmd_train, True),
+    ("pretrain", "denoising pretraining (QM9 or your structures); torchrun for several processes", pretrain_arguments, cmd_pretrain, True),
+    ("noise", "per-atom noise covariances of a pretrained generator for a structure", noise_arguments, cmd_noise, True),
+    ("evaluate", "energy and force errors of a checkpoint on labelled data", evaluate_arguments, cmd_evaluate, True),
+    ("optimize", "relax structures with a model", optimize_arguments, cmd_optimize, True),
+    ("md", "run molecular dynamics with a model", md_arguments, cmd_md, True),
+    ("dft-optimize", "PySCF + geomeTRIC reference optimisation (cached; PySCF uses all cores)", dft_optimize_arguments,
+     cmd_dft_optimize, False),
+    ("rmsd", "RMSD (Å) between two conformations of the same atoms after Kabsch alignment", rmsd_arguments, cmd_rmsd, False),
+    ("validate", "ML minima against DFT minima: RMSD, energy penalty, wall times", validate_arguments, cmd_validate, True),
+    ("fit", "from a SMILES string or structure to a force field validated against DFT, in one command", fit_arguments, cmd_fit, True),
+    ("demo", "ethanol: ML vs DFT minimum (RMSD, plot) and a short NVE MD with a shipped model", demo_arguments, cmd_demo, True),
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -314,140 +483,14 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=_HelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    def command(name, helptext, run, threads=True):
+    for name, helptext, arguments, run, threads in COMMANDS:
         p = sub.add_parser(name, help=helptext, description=helptext, formatter_class=_HelpFormatter)
         p.set_defaults(run=run)
         if threads:
             # Measured (docs/performance.md): one thread is fastest for molecules, and two threads
             # on a 2-core machine that is doing anything else run twice as slow.
             p.add_argument("--threads", type=_count, default=1, help="torch CPU threads")
-        return p
-
-    def add_device(p, dtype_default=None):
-        p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-        p.add_argument("--dtype", choices=["float32", "float64"], default=dtype_default,
-                       help="floating-point precision" + ("" if dtype_default else " (default: float64 on CPU, float32 on GPU)"))
-
-    def add_level(p, from_smiles=False):
-        p.add_argument("--xc", default="PBE", help="exchange-correlation functional (PySCF name)")
-        p.add_argument("--basis", default="def2-SVP", help="basis set (PySCF name)")
-        p.add_argument("--dispersion", choices=["d3bj"], default=None, help="dispersion correction (needs pyscf-dispersion)")
-        where = "; default: from the SMILES, 0 for a file" if from_smiles else ""
-        p.add_argument("--charge", type=int, default=None if from_smiles else 0, help="total charge" + where)
-        p.add_argument("--spin", type=int, default=None if from_smiles else 0,
-                       help="2S, the number of unpaired electrons (UKS when > 0)" + where)
-        p.add_argument("--grid", type=int, default=3, help="PySCF grid level")
-        p.add_argument("--no-density-fit", action="store_true", help="exact Coulomb instead of RI-J")
-        p.add_argument("--cache", help="folder of cached DFT results (default ~/.cache/anids-md/dft or $ANIDS_MD_CACHE)")
-
-    for name, helptext, example in [("train", "train a force field from a YAML config", "rmd17-50, rmd17-1000, own-data"),
-                                    ("pretrain", "denoising pretraining (QM9 or your structures); torchrun for several processes", "pretrain_qm9")]:
-        p = command(name, helptext, cmd_train if name == "train" else cmd_pretrain)
-        p.add_argument("--config", required=name == "train",
-                       help=f"a packaged recipe by name ({example}) or a YAML file")
-        p.add_argument("overrides", nargs="*", help="section.key=value, e.g. data.train=FILE init=qm9-anids noise=anisotropic optim.lr=1e-3; "
-                       "resume=true continues a run folder with other settings, overwrite=true starts it afresh")
-        p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-    p = command("noise", "per-atom noise covariances of a pretrained generator for a structure", cmd_noise)
-    p.add_argument("checkpoint", help="pretrained checkpoint (or shipped name, e.g. qm9-anids)")
-    p.add_argument("input", help="structure file ASE reads (one structure)")
-    p.add_argument("--json", help="write symbols, positions, covariance (N×3×3, Å²), eigen-decomposition (and the check)")
-    p.add_argument("--plot", help="PNG of the molecule with one ellipsoid per atom (and P_check.png with --check)")
-    p.add_argument("--check", action="store_true", help="energy curvature along each atom's noise axes: is stiff stiffer than soft?")
-    p.add_argument("--landscape", action="store_true", help="energy on a grid along the two leading noise directions")
-    p.add_argument("--model", help="force field giving the energies for --check/--landscape (checkpoint or shipped name)")
-    p.add_argument("--dft", action="store_true", help="also check with PySCF single points (cached; slow beyond small molecules)")
-    p.add_argument("--displacement", type=float, default=0.02, help="Å, along each axis for --check")
-    add_level(p)
-
-    p = command("evaluate", "energy and force errors of a checkpoint on labelled data", cmd_evaluate)
-    p.add_argument("checkpoint", help="checkpoint file or shipped model name")
-    p.add_argument("data", help="rMD17 npz or a file ASE reads, with energies and forces")
-    p.add_argument("--json", help="write the metrics to this JSON file")
-    p.add_argument("--frames", type=_count, help="use only the first N frames (default all)")
-    p.add_argument("--energy-unit", help="unit of energies in non-npz files: eV, meV, kcal/mol, kJ/mol, Hartree (default eV)")
-    p.add_argument("--forces-unit", help="unit of forces in non-npz files, e.g. Hartree/Bohr (default: the energy unit per Å)")
-    p.add_argument("--energy-key", default="energy", help="info key of the energy label in non-npz files (e.g. REF_energy)")
-    p.add_argument("--forces-key", default="forces", help="array key of the force labels in non-npz files (e.g. REF_forces)")
-    add_device(p, "float64")
-
-    for name, helptext, run in [("optimize", "relax structures with a model", cmd_optimize), ("md", "run molecular dynamics with a model", cmd_md)]:
-        p = command(name, helptext, run)
-        p.add_argument("checkpoint", help="checkpoint file or shipped model name")
-        p.add_argument("input", help="structure file ASE reads")
-        p.add_argument("-o", "--output", required=True, help="output extxyz file")
-        p.add_argument("--index", type=int, help="use only this structure of a multi-structure file (-1: the last)"
-                       + ("; default: every structure" if name == "optimize" else "; needed when the file holds several"))
-        add_device(p)
-    p = sub.choices["optimize"]
-    p.add_argument("--fmax", type=_positive, default=0.01, help="convergence: the largest per-atom force norm, eV/Å (ASE's fmax)")
-    p.add_argument("--optimizer", choices=["BFGS", "LBFGS", "FIRE"], default="BFGS", help="ASE optimiser")
-    p.add_argument("--steps", type=_count, default=1000, help="most optimiser steps per structure")
-    p.add_argument("--verbose", action="store_true", help="print the optimiser's log")
-    p = sub.choices["md"]
-    p.add_argument("--ensemble", choices=["nve", "langevin"], default="nve", help="velocity Verlet, or Langevin at --temperature")
-    p.add_argument("--temperature", type=_non_negative, default=300.0, help="K (initial velocities; Langevin target)")
-    p.add_argument("--timestep", type=_positive, default=0.5, help="fs")
-    p.add_argument("--steps", type=_count, default=1000, help="MD steps")
-    p.add_argument("--interval", type=_count, default=10, help="steps between recorded frames")
-    p.add_argument("--friction", type=_non_negative, default=0.01, help="Langevin friction, 1/fs")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial velocities and Langevin noise")
-    p.add_argument("--compile", action="store_true", help="torch.compile the network: up to 2x faster steps after a first "
-                   "call that compiles (tens of seconds); on CPU needs a C++ compiler")
-
-    p = command("dft-optimize", "PySCF + geomeTRIC reference optimisation (cached; PySCF uses all cores)", cmd_dft_optimize, threads=False)
-    p.add_argument("input", help="structure file ASE reads (one structure)")
-    p.add_argument("-o", "--output", required=True, help="extxyz of the DFT minimum")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_level(p)
-
-    p = command("rmsd", "RMSD (Å) between two conformations of the same atoms after Kabsch alignment", cmd_rmsd, threads=False)
-    p.add_argument("a", help="first structure file (ASE reads it)")
-    p.add_argument("b", help="second structure file, same atoms in the same order")
-    p.add_argument("--heavy", action="store_true", help="ignore hydrogens")
-    p.add_argument("--index", type=int, help="use this structure of multi-structure files (-1: the last); needed when a file holds several")
-
-    p = command("validate", "ML minima against DFT minima: RMSD, energy penalty, wall times", cmd_validate)
-    p.add_argument("checkpoint", help="checkpoint file or shipped model name")
-    p.add_argument("structures", nargs="*", help="starting structures (files ASE reads)")
-    p.add_argument("--rmd17", help="rMD17 npz: start from its first --frames frames")
-    p.add_argument("--frames", type=_count, default=5, help="frames of --rmd17 to use")
-    p.add_argument("--fmax", type=_positive, default=1e-3, help="ML convergence, eV/Å (ASE's fmax)")
-    p.add_argument("--json", help="write the table and summary")
-    p.add_argument("--plot", help="PNG of the RMSDs and energy penalties")
-    add_level(p)
-
-    from .fit.settings import FitSettings  # its defaults are the command's
-
-    fit_defaults = FitSettings()
-    p = command("fit", "from a SMILES string or structure to a force field validated against DFT, in one command", cmd_fit)
-    p.add_argument("input", help="SMILES string (e.g. CCO) or a structure file ASE reads")
-    p.add_argument("-o", "--output", required=True, help="output folder (model.safetensors, report.json, report.png, ...)")
-    p.add_argument("--frames", type=_count, default=fit_defaults.frames, help="configurations drawn by the sampler and labelled first")
-    p.add_argument("--temperature", type=_positive, default=fit_defaults.temperature_K, help="K: sampling, MD rounds, stability check")
-    p.add_argument("--rounds", type=_non_negative_count, default=fit_defaults.rounds,
-                   help="rounds of MD with the current model, labelling and refitting")
-    p.add_argument("--frames-per-round", type=_count, default=fit_defaults.frames_per_round, help="MD frames labelled and added per round")
-    p.add_argument("--test-frames", type=_count, default=fit_defaults.test_frames, help="held-out frames, from MD with the final model")
-    p.add_argument("--md-steps", type=_count, default=fit_defaults.md_steps, help="0.5 fs steps per MD round")
-    p.add_argument("--sampler", choices=["anids", "isotropic", "normal-modes"], default=fit_defaults.sampler,
-                   help="how the first configurations are drawn around the DFT minimum")
-    p.add_argument("--init", default=fit_defaults.init, help="pretrained backbone (checkpoint or shipped name)")
-    p.add_argument("--steps", type=_count, default=fit_defaults.steps, help="optimiser steps per fit")
-    p.add_argument("--workers", type=_count, default=fit_defaults.workers, help="parallel DFT labelling processes")
-    p.add_argument("--executor", choices=["local", "dask"], default=fit_defaults.executor, help="local process pool, or a Dask cluster")
-    p.add_argument("--scheduler", help="Dask scheduler address (with --executor dask)")
-    p.add_argument("--seed", type=int, default=fit_defaults.seed, help="conformers, sampling, MD and training")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_level(p, from_smiles=True)
-
-    p = command("demo", "ethanol: ML vs DFT minimum (RMSD, plot) and a short NVE MD with a shipped model", cmd_demo)
-    p.add_argument("--model", default="rmd17-ethanol", help="checkpoint file or shipped model name")
-    p.add_argument("--steps", type=_count, default=2000, help="MD steps of 0.5 fs")
-    p.add_argument("--plot", default="demo_minima.png", help="PNG comparing the minima")
-    add_level(p)
+        arguments(p)
     return parser
 
 

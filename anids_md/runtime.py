@@ -8,7 +8,9 @@ import shutil
 
 import torch
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+from .options import DTYPES
+
+TORCH_DTYPES = dict(zip(DTYPES, (torch.float32, torch.float64)))
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -37,11 +39,11 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device | None =
     float64 on CPU (smooth MD, tight optimisation), float32 on GPU."""
     if dtype is None:
         return torch.float32 if device is not None and device.type == "cuda" else torch.float64
-    if dtype in DTYPES.values():
+    if dtype in TORCH_DTYPES.values():
         return dtype
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    return DTYPES[dtype]
+    if dtype not in TORCH_DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    return TORCH_DTYPES[dtype]
 
 
 def set_threads(n: int | None) -> None:

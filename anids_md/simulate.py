@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms, units
 
+from .options import ENSEMBLES, OPTIMIZERS
 from .units import FS_PER_PS, MEV_PER_EV
 
-OPTIMIZERS = ("BFGS", "LBFGS", "FIRE")
 EARLY_FAILURE_STEPS = 100  # an MD run that breaks before this many steps gets the timestep hint
 
 
@@ -19,7 +19,6 @@ EARLY_FAILURE_STEPS = 100  # an MD run that breaks before this many steps gets t
 class OptimizationResult:
     converged: bool
     steps: int
-    energies_eV: list[float]
     fmax_eV_per_A: float  # as ASE's optimisers define it: the largest per-atom force norm
 
 
@@ -32,11 +31,9 @@ def optimize(atoms: Atoms, fmax: float = 0.01, optimizer: str = "BFGS", steps: i
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {OPTIMIZERS}")
     if atoms.calc is None:
         raise ValueError("atoms have no calculator: set atoms.calc = AniDSCalculator(...) first")
-    energies = []
     opt = getattr(ase.optimize, optimizer)(atoms, logfile=logfile)
-    opt.attach(lambda: energies.append(atoms.get_potential_energy()))
     converged = bool(opt.run(fmax=fmax, steps=steps))
-    return OptimizationResult(converged, opt.get_number_of_steps(), energies, largest_force(atoms.get_forces()))
+    return OptimizationResult(converged, opt.get_number_of_steps(), largest_force(atoms.get_forces()))
 
 
 def largest_force(forces: np.ndarray) -> float:
@@ -153,14 +150,23 @@ def run_md(
     rotation). NVE uses velocity Verlet; Langevin thermostats at `temperature_K`. Every
     `interval` steps the energies and bond lengths are recorded and, if `trajectory` is given,
     the frame is appended to that extxyz file (energies, forces and velocities included)."""
-    from ase.io import write
-    from ase.md.langevin import Langevin
+    dynamics = md_integrator(atoms, ensemble, temperature_K, timestep_fs, steps, interval, friction_per_fs, seed)
+    report = MDReport(ensemble, steps, timestep_fs, len(atoms))
+    observe(dynamics, report, steps, interval, trajectory, progress)
+    return report
+
+
+def md_integrator(atoms: Atoms, ensemble: str, temperature_K: float, timestep_fs: float, steps: int, interval: int,
+                  friction_per_fs: float, seed: int):
+    """The settings checked, velocities drawn at `temperature_K`, and ASE's integrator."""
     from ase.md import velocitydistribution as velocities
+    from ase.md.langevin import Langevin
     from ase.md.verlet import VelocityVerlet
-    from tqdm.auto import tqdm
 
     if atoms.calc is None:
         raise ValueError("atoms have no calculator: set atoms.calc = AniDSCalculator(...) first")
+    if ensemble not in ENSEMBLES:
+        raise ValueError(f"unknown ensemble {ensemble!r}; choose one of {ENSEMBLES}")
     check_md_settings(temperature_K, timestep_fs, steps, interval, friction_per_fs)
     if atoms.get_number_of_degrees_of_freedom() == 0:
         raise ValueError("every atom is fixed (constraints leave no degree of freedom): there is nothing to move")
@@ -172,13 +178,18 @@ def run_md(
     velocities.ZeroRotation(atoms)
     dt = timestep_fs * units.fs
     if ensemble == "nve":
-        dynamics = VelocityVerlet(atoms, timestep=dt)
-    elif ensemble == "langevin":
-        # fixcm=False: ASE warns that removing the centre-of-mass motion biases NVT sampling.
-        dynamics = Langevin(atoms, timestep=dt, temperature_K=temperature_K, friction=friction_per_fs / units.fs, fixcm=False, rng=rng)
-    else:
-        raise ValueError(f"unknown ensemble {ensemble!r}; choose 'nve' or 'langevin'")
-    report = MDReport(ensemble, steps, timestep_fs, len(atoms))
+        return VelocityVerlet(atoms, timestep=dt)
+    # fixcm=False: ASE warns that removing the centre-of-mass motion biases NVT sampling.
+    return Langevin(atoms, timestep=dt, temperature_K=temperature_K, friction=friction_per_fs / units.fs, fixcm=False, rng=rng)
+
+
+def observe(dynamics, report: MDReport, steps: int, interval: int, trajectory: str | Path | None, progress: bool) -> None:
+    """Run `dynamics` for `steps`, recording into `report` every `interval` steps (and appending
+    the frame to `trajectory`); a non-finite step or a calculator's refusal ends the run, named."""
+    from ase.io import write
+    from tqdm.auto import tqdm
+
+    atoms, timestep_fs = dynamics.atoms, report.timestep_fs
     if trajectory is not None:
         Path(trajectory).unlink(missing_ok=True)
 
@@ -197,7 +208,7 @@ def run_md(
         if dynamics.nsteps:
             bar.update(1)
 
-    bar = tqdm(total=steps, disable=not progress, desc=f"MD {ensemble}", unit="step")
+    bar = tqdm(total=steps, disable=not progress, desc=f"MD {report.ensemble}", unit="step")
     dynamics.attach(check_step, interval=1)
     dynamics.attach(record, interval=interval)
     try:
@@ -207,5 +218,5 @@ def run_md(
         if dynamics.nsteps < EARLY_FAILURE_STEPS:
             report.stopped += (f"; a run that fails within its first {EARLY_FAILURE_STEPS} steps usually has too large a timestep "
                                f"({timestep_fs:g} fs): try a smaller one (0.5 fs suits molecules with hydrogen)")
-    bar.close()
-    return report
+    finally:
+        bar.close()

@@ -19,15 +19,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from common import RESULTS, machine, rmd17_dir, seed_bars
+from harness import provenance, train_run
 
 # (objective, pretrained): the baseline first, then what each addition brings
 ARMS = [("none", False), ("none", True), ("fixed", True), ("isotropic", True), ("anisotropic", True)]
@@ -42,16 +40,14 @@ def run_name(molecule: str, objective: str, pretrained: bool, seed: int) -> str:
     return f"{molecule}-{objective}-{'pre' if pretrained else 'scratch'}-s{seed}"
 
 
-def command(args, molecule: str, objective: str, pretrained: bool, seed: int) -> list[str]:
+def overrides(args, molecule: str, objective: str, pretrained: bool, seed: int) -> list[str]:
     data = rmd17_dir(args.data)
-    pretraining = Path(args.pretrained)
     source = "anisotropic" if objective == "none" else objective
-    cmd = [sys.executable, "-m", "anids_md.cli", "train", "--config", "rmd17-50", "--quiet",
-           f"name={run_name(molecule, objective, pretrained, seed)}", f"output_dir={args.runs}", f"seed={seed}", f"noise={objective}",
+    cmd = [f"name={run_name(molecule, objective, pretrained, seed)}", f"output_dir={args.runs}", f"seed={seed}", f"denoise.kind={objective}",
            f"data.train={data / f'rmd17_{molecule}_train_01.npz'}", f"data.test={data / f'rmd17_{molecule}_test_01.npz'}",
            f"optim.max_steps={args.steps}", f"optim.patience={args.steps}", f"device={args.device}", "resume=true", *args.set]
     if pretrained:
-        cmd.append(f"init={pretraining / f'qm9-{source}' / 'model.safetensors'}")
+        cmd.append(f"init={Path(args.pretrained) / f'qm9-{source}' / 'model.safetensors'}")
     return cmd
 
 
@@ -60,13 +56,14 @@ def run_one(args, job) -> dict:
     run_dir = Path(args.runs) / run_name(*job)
     summary_path = run_dir / "summary.json"
     if not summary_path.exists():
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        start = time.perf_counter()
-        done = subprocess.run(command(args, *job), env=env, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"{run_dir.name} failed:\n{done.stderr[-2000:]}")
-        print(f"{run_dir.name}: {time.perf_counter() - start:.0f} s", flush=True)
+        status, wall, output = train_run(overrides(args, *job))
+        if status != 0:
+            raise RuntimeError(f"{run_dir.name} failed:\n{output}")
+        print(f"{run_dir.name}: {wall:.0f} s", flush=True)
     summary = json.loads(summary_path.read_text())
+    data = rmd17_dir(args.data)
+    stamp = provenance(models=[run_dir / "model.safetensors"],
+                       data=[data / f"rmd17_{molecule}_train_01.npz", data / f"rmd17_{molecule}_test_01.npz"])
     with open(run_dir / "log.csv") as handle:  # how fast each start learns: validation MAE along the run
         curve = {int(r["step"]): round(float(r["valid_forces_mae_meV_per_A"]), 2) for r in csv.DictReader(handle)}
     return {
@@ -81,6 +78,7 @@ def run_one(args, job) -> dict:
         "noise_scale_A": summary.get("noise_scale_A"),
         "best_epoch": summary["best_epoch"],
         "valid_forces_mae_by_step": {step: curve[step] for step in CURVE_STEPS if step in curve},
+        "provenance": stamp,
     }
 
 

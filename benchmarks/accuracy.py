@@ -17,11 +17,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from common import RESULTS, machine, rmd17_dir  # noqa: E402
 
 from anids_md.checkpoint import load_checkpoint  # noqa: E402
 from anids_md.data import read_structures  # noqa: E402
 from anids_md.evaluation import evaluate  # noqa: E402
-from common import RESULTS, machine, rmd17_dir  # noqa: E402
 
 # Published force MAE (meV/Å), BENCHMARKS.md A.
 ANCHORS = {

@@ -6,11 +6,11 @@ frames), and ms per call on the GPU. Needs a CUDA build of torch and a GPU.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from harness import median_call_ms
 
 from anids_md import AniDSCalculator
 from anids_md.data import read_rmd17
@@ -30,14 +30,13 @@ def main() -> None:
             gpu.calc = AniDSCalculator(f"rmd17-{name}", device="cuda", dtype=dtype)
             de = abs(gpu.get_potential_energy() - reference.get_potential_energy())
             df = np.abs(gpu.get_forces() - reference.get_forces()).max()
-            times = []
-            for k in range(220):
+
+            def call(gpu=gpu):
                 gpu.positions[0, 0] += 1e-5
-                start = time.perf_counter()
                 gpu.get_forces()
-                times.append(time.perf_counter() - start)
+
             print(f"{name} cuda {dtype}: |dE| {de:.2e} eV, max|dF| {df:.2e} eV/Å against CPU float64; "
-                  f"median {1e3 * np.median(times[20:]):.2f} ms per call")
+                  f"median {median_call_ms(call, calls=200, warmup=20):.2f} ms per call")
 
 
 if __name__ == "__main__":

@@ -12,24 +12,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from common import RESULTS, machine, rmd17_dir, seed_bars
+from harness import provenance, train_run
 
-DENOISE = ["denoise.weight=0.625", "denoise.sigma=0.05"]
+DENOISE = ["denoise.weight=0.625", "denoise.mean_scale_A=0.05"]
 ARMS = {
     "none, mse": ["optim.loss=mse"],
     "none, dens": ["optim.loss=dens"],
     "none, dens, pretrained": ["optim.loss=dens", "init=qm9-anids"],
-    "fixed, dens mode": ["optim.loss=dens", "noise=fixed", "denoise.mode=dens", *DENOISE],
-    "fixed, separate": ["optim.loss=dens", "noise=fixed", "denoise.mode=separate", *DENOISE],
-    "anisotropic, dens mode, pretrained": ["optim.loss=dens", "init=qm9-anids", "noise=anisotropic", "denoise.mode=dens", *DENOISE],
-    "anisotropic, separate, pretrained": ["optim.loss=dens", "init=qm9-anids", "noise=anisotropic", "denoise.mode=separate", *DENOISE],
+    "fixed, dens mode": ["optim.loss=dens", "denoise.kind=fixed", "denoise.mode=dens", *DENOISE],
+    "fixed, separate": ["optim.loss=dens", "denoise.kind=fixed", "denoise.mode=separate", *DENOISE],
+    "anisotropic, dens mode, pretrained": ["optim.loss=dens", "init=qm9-anids", "denoise.kind=anisotropic", "denoise.mode=dens", *DENOISE],
+    "anisotropic, separate, pretrained": ["optim.loss=dens", "init=qm9-anids", "denoise.kind=anisotropic", "denoise.mode=separate", *DENOISE],
 }
 
 
@@ -41,24 +38,21 @@ def run_one(args, job) -> dict | None:
     molecule, arm, seed = job
     run_dir = Path(args.runs) / run_name(*job)
     summary_path = run_dir / "summary.json"
+    data = rmd17_dir(args.data)
+    files = [data / f"rmd17_{molecule}_train_01.npz", data / f"rmd17_{molecule}_test_01.npz"]
     if not summary_path.exists():
-        data = rmd17_dir(args.data)
-        cmd = [sys.executable, "-m", "anids_md.cli", "train", "--config", "rmd17-50", "--quiet", f"name={run_dir.name}",
-               f"output_dir={args.runs}", f"seed={seed}", f"data.train={data / f'rmd17_{molecule}_train_01.npz'}",
-               f"data.test={data / f'rmd17_{molecule}_test_01.npz'}", f"optim.max_steps={args.steps}", f"optim.patience={args.steps}",
-               "device=cpu", *ARMS[arm]]
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        start = time.perf_counter()
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            print(f"{run_dir.name} failed: {done.stderr.strip().splitlines()[-1:]}", flush=True)
+        status, wall, output = train_run([f"name={run_dir.name}", f"output_dir={args.runs}", f"seed={seed}", f"data.train={files[0]}",
+                                          f"data.test={files[1]}", f"optim.max_steps={args.steps}", f"optim.patience={args.steps}",
+                                          "device=cpu", *ARMS[arm]])
+        if status != 0:
+            print(f"{run_dir.name} failed: {output.strip().splitlines()[-1:]}", flush=True)
             return None
-        print(f"{run_dir.name}: {time.perf_counter() - start:.0f} s", flush=True)
+        print(f"{run_dir.name}: {wall:.0f} s", flush=True)
     summary = json.loads(summary_path.read_text())
     return {"molecule": molecule, "arm": arm, "overrides": ARMS[arm], "seed": seed,
             "forces_mae_meV_per_A": summary["test"]["forces_mae_meV_per_A"], "energy_mae_meV": summary["test"]["energy_mae_meV"],
             "steps": summary["steps"], "wall_s": summary["train_wall_s"], "noise_scale_A": summary.get("noise_scale_A"),
-            "best_epoch": summary["best_epoch"]}
+            "best_epoch": summary["best_epoch"], "provenance": provenance(models=[run_dir / "model.safetensors"], data=files)}
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:

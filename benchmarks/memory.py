@@ -16,14 +16,13 @@ Writes benchmarks/results/memory.json.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from common import RESULTS, machine
+from harness import provenance
 
 MODEL = "rmd17-ethanol"
 SPACING_A = 3.104  # (1 / 0.0334 molecules per Å³) ** (1/3): liquid water
@@ -79,15 +78,6 @@ def measure(kind: str, n_atoms: int, dtype: str, md_steps: int) -> dict:
     return row
 
 
-def provenance() -> dict:
-    from anids_md.checkpoint import resolve
-
-    repo = Path(__file__).resolve().parents[1]
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
-    dirty = bool(subprocess.run(["git", "status", "--porcelain", "anids_md"], cwd=repo, capture_output=True, text=True).stdout.strip())
-    return {"commit": commit, "dirty": dirty, "model": MODEL, "model_sha256": hashlib.sha256(resolve(MODEL).read_bytes()).hexdigest()}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 3000])
@@ -100,11 +90,11 @@ def main() -> None:
         print(json.dumps(measure(kind, int(n), dtype, int(steps))))
         return
     jobs = [("call", n, dtype) for n in args.sizes for dtype in ("float32", "float64")] + [("md", args.md_atoms, "float32")]
-    rows, stamp = [], provenance()
+    rows, stamp = [], provenance(models=[MODEL])
     for kind, n, dtype in jobs:
         out = subprocess.run([sys.executable, __file__, "--child", kind, str(n), dtype, str(args.md_steps)], capture_output=True,
                              text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-        row = {"measurement": kind, **json.loads(out.stdout.strip().splitlines()[-1]), **stamp}
+        row = {"measurement": kind, **json.loads(out.stdout.strip().splitlines()[-1]), "provenance": stamp}
         print(row, flush=True)
         rows.append(row)
     result = {"machine": machine(), "protocol": __doc__.split("\n\n")[1].replace("\n", " "), "rows": rows}

@@ -25,16 +25,16 @@ import torch  # noqa: E402
 from ase import units  # noqa: E402
 from ase.io import write  # noqa: E402
 from ase.md.verlet import VelocityVerlet  # noqa: E402
+from common import RESULTS, machine, rmd17_dir  # noqa: E402
+from harness import median_call_ms, provenance  # noqa: E402
 
 from anids_md import AniDSCalculator  # noqa: E402
 from anids_md.checkpoint import load_checkpoint  # noqa: E402
 from anids_md.data import collate, graph_from_atoms, read_rmd17  # noqa: E402
 from anids_md.train.losses import energy_force_loss  # noqa: E402
-from common import RESULTS, machine, rmd17_dir  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PEER = REPO.parent / "shared" / "tools" / "peer_mace_speed.sh"
-RMD17 = rmd17_dir()
 
 
 def time_calculator(atoms, model, dtype, threads, compiled=False, calls=50):
@@ -44,13 +44,15 @@ def time_calculator(atoms, model, dtype, threads, compiled=False, calls=50):
     atoms.calc = AniDSCalculator(model, dtype=dtype, compile=compiled)
     rng = np.random.default_rng(0)
     base = atoms.positions.copy()
-    times = []
-    for k in range(5 + calls):
+
+    def call():
         atoms.positions = base + 0.01 * rng.standard_normal(base.shape)
-        start = time.perf_counter()
         atoms.get_forces()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times[5:]), times[0]
+
+    start = time.perf_counter()
+    call()
+    first_s = time.perf_counter() - start
+    return median_call_ms(call, calls=calls, warmup=4), first_s
 
 
 def time_peer(structure, dtype, threads):
@@ -71,12 +73,12 @@ def md_steps_per_second(atoms, model, dtype, steps=200):
     return steps / (time.perf_counter() - start)
 
 
-def training_throughput(model_name, threads, batch_size=8, steps=30):
+def training_throughput(model_name, train_file: Path, threads, batch_size=8, steps=30):
     torch.set_num_threads(threads)
     model, _ = load_checkpoint(model_name)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    frames = read_rmd17(RMD17 / "rmd17_aspirin_train_01.npz", frames=slice(0, batch_size * steps))
+    frames = read_rmd17(train_file, frames=slice(0, batch_size * steps))
     graphs = [graph_from_atoms(a, model.config.cutoff, with_labels=True) for a in frames]
     batches = [collate(graphs[k : k + batch_size]).to(dtype=torch.float32) for k in range(0, len(graphs), batch_size)]
     def step(batch):
@@ -97,8 +99,11 @@ def main():
     parser.add_argument("--model", default="rmd17-aspirin")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument("--data", help="folder of the rMD17 split files (default $ANIDS_RMD17 or ../shared/data/rmd17)")
     args = parser.parse_args()
-    (atoms,) = read_rmd17(RMD17 / "rmd17_aspirin_test_01.npz", frames=[0])
+    data = rmd17_dir(args.data)
+    test_file, train_file = data / "rmd17_aspirin_test_01.npz", data / "rmd17_aspirin_train_01.npz"
+    (atoms,) = read_rmd17(test_file, frames=[0])
     atoms.calc = None
     structure = Path(tempfile.gettempdir()) / "anids_speed_aspirin.xyz"
     write(structure, atoms)
@@ -117,7 +122,7 @@ def main():
                 peer[setting].append(time_peer(structure, dtype, threads)["ms_per_call_median"])
             print(f"round {round_}: {dtype} {threads} thread(s){' compiled' if compiled else ''}: anids-md {ms:.2f} ms"
                   + ("" if args.no_peer else f", MACE small {peer[setting][-1]:.2f} ms"), flush=True)
-    calls = []
+    calls, stamp = [], provenance(models=[args.model], data=[test_file, train_file])
     for setting in settings:
         dtype, threads, compiled = setting
         row = {"dtype": dtype, "threads": threads, "compiled": compiled, "anids_md_ms_per_call": statistics.median(ours[setting]),
@@ -125,9 +130,9 @@ def main():
         if not args.no_peer:
             row |= {"mace_small_ms_per_call": statistics.median(peer[setting]), "mace_small_rounds_ms": peer[setting]}
             row["speedup_vs_mace_small"] = row["mace_small_ms_per_call"] / row["anids_md_ms_per_call"]
-        calls.append(row)
+        calls.append({**row, "provenance": stamp})
     md = {dtype: md_steps_per_second(atoms, args.model, dtype) for dtype in ("float32", "float64")}
-    training = {str(t): training_throughput(args.model, t) for t in (1, 2)}
+    training = {str(t): training_throughput(args.model, train_file, t) for t in (1, 2)}
     model, _ = load_checkpoint(args.model)
     result = {
         "machine": machine(),

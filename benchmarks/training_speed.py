@@ -22,10 +22,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 ARMS = {
-    "none": ["noise=none"],
-    "fixed, separate": ["noise=fixed", "denoise.mode=separate"],
-    "anisotropic, separate": ["noise=anisotropic", "denoise.mode=separate"],
-    "anisotropic, dens mode": ["noise=anisotropic", "denoise.mode=dens"],
+    "none": ["denoise.kind=none"],
+    "fixed, separate": ["denoise.kind=fixed", "denoise.mode=separate"],
+    "anisotropic, separate": ["denoise.kind=anisotropic", "denoise.mode=separate"],
+    "anisotropic, dens mode": ["denoise.kind=anisotropic", "denoise.mode=dens"],
 }
 
 
@@ -34,7 +34,7 @@ def trainer(args, arm: str) -> Trainer:
     overrides = [f"name=speed-{arm.replace(', ', '-').replace(' ', '_')}", "output_dir=/tmp/anids-training-speed", "device=cpu",
                  f"data.train={data / 'rmd17_aspirin_train_01.npz'}", "data.test=null", "data.protocol=rmd17-1000",
                  "data.reference_energies=pbe-def2svp", "optim.epochs=1000", "overwrite=true", *ARMS[arm]]
-    if "noise=anisotropic" in ARMS[arm]:
+    if "denoise.kind=anisotropic" in ARMS[arm]:
         overrides.append(f"denoise.generator={args.generator}")
     return Trainer(load_config("rmd17-50", overrides), progress=False)
 

@@ -6,8 +6,10 @@ import torch
 from ase.build import molecule
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io import write
 
 from anids_md.nn import DenoisingHead, ForceField, ModelConfig
+from anids_md.train import PretrainConfig, load_config, pretrain
 
 DATA = Path(__file__).resolve().parent / "data"  # small rMD17 excerpts shipped with the tests (tests/data/README.md)
 ETHANOL = DATA / "rmd17_ethanol_test_01_first32.npz"
@@ -18,8 +20,7 @@ def tiny_config(**overrides) -> ModelConfig:
     values = dict(
         elements=[1, 6, 8], cutoff=4.0, channels=8, lmax=2, layers=2, n_radial=6, radial_hidden=16,
         readout_hidden=8, avg_num_neighbors=8.0, force_scale=1.3, energy_shift=-0.2,
-        reference_energies={1: -13.6, 6: -1025.3, 8: -2035.6}, bond_projections=True, readout_every_layer=True,
-        radial_layers=2,
+        reference_energies={1: -13.6, 6: -1025.3, 8: -2035.6}, density_mixing=True,
     )
     values.update(overrides)
     return ModelConfig(**values)
@@ -81,3 +82,51 @@ def interrupt(monkeypatch, loop_class, method: str, at_call: int):
 
     monkeypatch.setattr(loop_class, method, interrupted)
     return lambda: monkeypatch.setattr(loop_class, method, original)
+
+
+TINY_MODEL = ["model.channels=8", "model.layers=2", "model.lmax=1", "model.cutoff=4.0", "model.radial_hidden=16", "model.readout_hidden=8"]
+TINY_GENERATOR = ["generator.channels=8", "generator.lmax=1", "generator.layers=1", "generator.cutoff=4.0", "generator.hidden=16"]
+PRETRAINING_MOLECULES = ["CH3CH2OH", "CH3OH", "H2O", "CH4", "HCOOH", "CH3CHO", "C2H6", "C2H4", "CH3OCH3", "H2CO", "CO2", "C2H2"]
+
+
+@pytest.fixture
+def frames_file(tmp_path):
+    path = tmp_path / "emt.extxyz"
+    write(path, emt_frames(24))
+    return path
+
+
+def tiny_run(tmp_path, frames_file, *extra):
+    """A supervised training config of a tiny model on `frames_file`, in tmp_path/runs/tiny."""
+    return load_config(None, [f"output_dir={tmp_path / 'runs'}", "name=tiny", f"data.train={frames_file}",
+                              "data.protocol=null", "data.n_valid=4", "optim.batch_size=4", "optim.warmup_steps=2",
+                              "optim.lr=0.01", *TINY_MODEL, *extra])
+
+
+@pytest.fixture(scope="session")
+def structures_file(tmp_path_factory):
+    """Equilibrium-like molecules made by the code (ASE's g2 geometries), slightly varied."""
+    rng = np.random.default_rng(0)
+    frames = []
+    for _ in range(4):
+        for name in PRETRAINING_MOLECULES:
+            atoms = molecule(name)
+            atoms.positions += rng.normal(0, 0.02, atoms.positions.shape)
+            frames.append(atoms)
+    path = tmp_path_factory.mktemp("pretrain") / "molecules.extxyz"
+    write(path, frames)
+    return path
+
+
+def pretrain_config(tmp_path, structures_file, *extra) -> PretrainConfig:
+    return load_config(None, [f"output_dir={tmp_path}", "name=pt", f"data.source={structures_file}", "data.n_valid=8",
+                              "optim.batch_size=8", "optim.warmup_steps=2", "optim.lr=0.005", "device=cpu",
+                              *TINY_MODEL, *TINY_GENERATOR, *extra], kind=PretrainConfig)
+
+
+@pytest.fixture(scope="session")
+def pretrained(tmp_path_factory, structures_file):
+    """A tiny model pretrained by anisotropic denoising (8 epochs): (config, summary)."""
+    config = pretrain_config(tmp_path_factory.mktemp("runs"), structures_file, "optim.epochs=8")
+    summary = pretrain(config, progress=False)
+    return config, summary

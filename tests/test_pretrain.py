@@ -21,39 +21,7 @@ from anids_md.noise import NoiseConfig, structure_covariances
 from anids_md.train import PretrainConfig, load_config, pretrain
 from anids_md.train.pretrain import DenoisingPretraining, Pretrainer
 
-from .conftest import interrupt
-from .test_train import TINY_MODEL
-
-MOLECULES = ["CH3CH2OH", "CH3OH", "H2O", "CH4", "HCOOH", "CH3CHO", "C2H6", "C2H4", "CH3OCH3", "H2CO", "CO2", "C2H2"]
-TINY_GENERATOR = ["generator.channels=8", "generator.lmax=1", "generator.layers=1", "generator.cutoff=4.0", "generator.hidden=16"]
-
-
-@pytest.fixture(scope="module")
-def structures_file(tmp_path_factory):
-    """Equilibrium-like molecules made by the code (ASE's g2 geometries), slightly varied."""
-    rng = np.random.default_rng(0)
-    frames = []
-    for _ in range(4):
-        for name in MOLECULES:
-            atoms = molecule(name)
-            atoms.positions += rng.normal(0, 0.02, atoms.positions.shape)
-            frames.append(atoms)
-    path = tmp_path_factory.mktemp("pretrain") / "molecules.extxyz"
-    write(path, frames)
-    return path
-
-
-def pretrain_config(tmp_path, structures_file, *extra) -> PretrainConfig:
-    return load_config(None, [f"output_dir={tmp_path}", "name=pt", f"data.source={structures_file}", "data.n_valid=8",
-                              "optim.batch_size=8", "optim.warmup_steps=2", "optim.lr=0.005", "device=cpu",
-                              *TINY_MODEL, *TINY_GENERATOR, *extra], kind=PretrainConfig)
-
-
-@pytest.fixture(scope="module")
-def pretrained(tmp_path_factory, structures_file):
-    config = pretrain_config(tmp_path_factory.mktemp("runs"), structures_file, "optim.epochs=8")
-    summary = pretrain(config, progress=False)
-    return config, summary
+from .conftest import PRETRAINING_MOLECULES, TINY_GENERATOR, TINY_MODEL, interrupt, pretrain_config
 
 
 def tiny_generator(seed=0) -> NoiseGenerator:
@@ -106,8 +74,8 @@ def test_pretraining_lowers_denoising_loss_and_saves_generator(pretrained, ethan
     assert settings["kind"] == "anisotropic" and settings["sigma_prior"] == 0.1
     assert metadata["training"]["kind"] == "denoising pretraining"
     head = load_denoising_head(path, model.config)
-    out = model(graph_from_atoms(ethanol, config.model.cutoff).to(dtype=torch.float32), compute_forces=False, denoiser=head)
-    assert out["vectors"].shape == (9, 3)
+    graph = graph_from_atoms(ethanol, config.model.cutoff).to(dtype=torch.float32)
+    assert head(model.predict(graph, compute_forces=False)["encoding"], graph.edge_index).shape == (9, 3)
 
 
 def test_checkpoint_without_generator_is_refused(tmp_path):
@@ -137,7 +105,7 @@ def test_two_process_torchrun_pretraining(tmp_path, structures_file):
     result = subprocess.run(command, capture_output=True, text=True, timeout=240, env={"OMP_NUM_THREADS": "1", **__import__("os").environ})
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
-    n_train = 4 * len(MOLECULES) - 8
+    n_train = 4 * len(PRETRAINING_MOLECULES) - 8
     assert summary["processes"] == 2 and summary["steps"] == 2 * int(np.ceil(n_train // 2 / 4))
     load_generator(tmp_path / "ddp" / "model.safetensors")
 

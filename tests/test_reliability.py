@@ -21,8 +21,7 @@ from anids_md.train.run_dir import RunConflictError
 from anids_md.units import KCAL_PER_MOL_IN_EV
 from anids_md.validate import DFTLevel, dft_single_point
 
-from .conftest import ETHANOL, emt_frames
-from .test_train import frames_file, tiny_run  # noqa: F401  (fixtures)
+from .conftest import ETHANOL, emt_frames, tiny_run
 
 
 def copy_npz(tmp_path, **changes):

@@ -273,7 +273,7 @@ def test_a_structure_beyond_the_available_memory_is_refused(monkeypatch):
 
 # --- paths and files -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["../keep", "a/b", "..", ""])
+@pytest.mark.parametrize("name", ["../keep", "a/b", "..", "."])
 def test_a_run_name_cannot_leave_the_output_folder(name):
     with pytest.raises(ValueError, match="name must be a plain folder name"):
         load_config("rmd17-50", ["data.train=x.npz", f"name={name}"])
@@ -353,7 +353,7 @@ def test_counts_and_sizes_on_the_command_line_are_checked_by_name(argv, option, 
     ("optim.patience=0", "optim.patience must be a whole number of at least 1"),
     ("optim.batch_size=-2", "optim.batch_size must be a whole number of at least 1"),
     ("optim.batch_size=0", "optim.batch_size must be a whole number of at least 1"),
-    ("optim.epochs=ten", "optim.epochs must be a whole number of at least 1, got 'ten'"),
+    ("optim.epochs=ten", "optim.epochs must be a whole number, got 'ten'"),
 ])
 def test_training_counts_are_checked_by_name(setting, message):
     with pytest.raises(ValueError, match=message):

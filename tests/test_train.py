@@ -2,28 +2,12 @@ import csv
 
 import numpy as np
 import pytest
-from ase.io import write
 
 from anids_md.checkpoint import load_checkpoint
 from anids_md.evaluation import evaluate
 from anids_md.train import Trainer, load_config, train
 
-from .conftest import emt_frames, interrupt
-
-TINY_MODEL = ["model.channels=8", "model.layers=2", "model.lmax=1", "model.cutoff=4.0", "model.radial_hidden=16", "model.readout_hidden=8"]
-
-
-@pytest.fixture
-def frames_file(tmp_path):
-    path = tmp_path / "emt.extxyz"
-    write(path, emt_frames(24))
-    return path
-
-
-def tiny_run(tmp_path, frames_file, *extra):
-    return load_config(None, [f"output_dir={tmp_path / 'runs'}", "name=tiny", f"data.train={frames_file}",
-                              "data.protocol=null", "data.n_valid=4", "optim.batch_size=4", "optim.warmup_steps=2",
-                              "optim.lr=0.01", *TINY_MODEL, *extra])
+from .conftest import emt_frames, interrupt, tiny_run
 
 
 def test_training_lowers_the_loss_and_writes_outputs(tmp_path, frames_file):
@@ -44,7 +28,7 @@ def test_training_lowers_the_loss_and_writes_outputs(tmp_path, frames_file):
 
 @pytest.mark.parametrize("noise", ["none", "fixed"])
 def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, frames_file, monkeypatch, noise):
-    extra = ("optim.epochs=4", f"noise={noise}", "denoise.probability=1")
+    extra = ("optim.epochs=4", f"denoise.kind={noise}", "denoise.probability=1")
     reference = train(tiny_run(tmp_path / "a", frames_file, *extra), progress=False)
 
     restore = interrupt(monkeypatch, Trainer, "validate", at_call=3)  # killed during the third epoch's validation

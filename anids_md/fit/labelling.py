@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from contextlib import contextmanager
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -17,9 +17,8 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from tqdm.auto import tqdm
 
+from ..options import EXECUTORS
 from ..validate.dft import DFTLevel, dft_single_point
-
-EXECUTORS = ("local", "dask")
 
 
 def _start_worker(threads: int, parent: int) -> None:

@@ -18,6 +18,7 @@ import json
 import logging
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -80,88 +81,134 @@ def fit(source: str | Molecule, out_dir: str | Path, settings: FitSettings | Non
         return _fit(source, out, settings, charge, spin, cache_dir, progress)
 
 
+class StageClock:
+    """Wall time per stage (s), summed over a stage's visits: `with clock("training"): ...`."""
+
+    def __init__(self):
+        self.start, self.stages = time.perf_counter(), {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        begin = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stages[name] = round(self.stages.get(name, 0.0) + time.perf_counter() - begin, 1)
+
+    @property
+    def total_s(self) -> float:
+        return round(time.perf_counter() - self.start, 1)
+
+
+@dataclass
+class DFTCalls:
+    """Single points and optimisation gradients a fit used, and how many were computed now
+    rather than found in the cache."""
+
+    used: int = 0
+    computed: int = 0
+
+    def add(self, used: int, computed: int) -> None:
+        self.used, self.computed = self.used + used, self.computed + computed
+
+
+@dataclass
+class Validation:
+    errors: dict  # held-out metrics (evaluation.error_metrics)
+    ml_minimum: Atoms
+    nve: object  # MDReport, float64
+    stability: object  # MDReport, Langevin at the temperature
+
+
 def _fit(source, out: Path, settings, charge, spin, cache_dir, progress) -> FitReport:
-    start, stages = time.perf_counter(), {}
-    clock = time.perf_counter()
-
-    def stage(name: str) -> None:
-        nonlocal clock
-        stages[name] = round(stages.get(name, 0.0) + time.perf_counter() - clock, 1)
-        clock = time.perf_counter()
-
     s = settings or FitSettings()
-    molecule = source if isinstance(source, Molecule) else molecule_from_input(source, charge, spin, s.seed)
-    check_elements(read_metadata(s.init), molecule.atoms.numbers)  # the pretrained backbone's elements
-    level = DFTLevel(**{**asdict(s.level or DFTLevel()), "charge": molecule.charge, "spin": molecule.spin})
-    write(out / "start.xyz", molecule.atoms)
-    stage("structure")
-
-    minimum = dft_optimize(molecule.atoms, level, cache_dir=cache_dir, progress=progress)
-    if not minimum.converged:
-        logger.warning("the DFT optimisation stopped before converging (%d steps); sampling around its last structure", minimum.steps)
-    write(out / "dft_minimum.xyz", minimum.atoms)
-    n_calls, n_computed = minimum.steps, 0 if minimum.cached else minimum.steps
-    stage("dft_minimum")
-
+    clock, calls = StageClock(), DFTCalls()
+    with clock("structure"):
+        molecule = source if isinstance(source, Molecule) else molecule_from_input(source, charge, spin, s.seed)
+        check_elements(read_metadata(s.init), molecule.atoms.numbers)  # the pretrained backbone's elements
+        level = DFTLevel(**{**asdict(s.level or DFTLevel()), "charge": molecule.charge, "spin": molecule.spin})
+        write(out / "start.xyz", molecule.atoms)
+    with clock("dft_minimum"):
+        minimum = _dft_minimum(molecule.atoms, level, cache_dir, progress, calls)
+        write(out / "dft_minimum.xyz", minimum)
     with labelling_pool(s.executor, s.workers, s.threads, s.scheduler) as executor:
+        def label(frames: list[Atoms], what: str) -> list[Atoms]:
+            with clock("sampling_and_labelling"):
+                labelled, computed = label_structures(frames, level, executor, cache_dir, progress, f"DFT labels ({what})")
+                calls.add(len(labelled), computed)
+                return labelled
+
         hessian = None
         if s.sampler == "normal-modes":
-            displaced, computed = label_structures(hessian_displacements(minimum.atoms), level, executor, cache_dir, progress,
-                                                   "DFT Hessian")
-            hessian = hessian_from_forces([a.get_forces() for a in displaced])
-            n_calls, n_computed = n_calls + len(displaced), n_computed + computed
-        proposals = sample_configurations(minimum.atoms, s.frames, s.sampler, s.temperature_K, s.seed, s.init, hessian)
-        train_frames, computed = label_structures(proposals, level, executor, cache_dir, progress, "DFT labels (sampled)")
-        n_calls, n_computed = n_calls + len(train_frames), n_computed + computed
-        stage("sampling_and_labelling")
-
-        fits = []
-        model_path = _fit_model(out, 0, train_frames, s, progress, fits)
-        stage("training")
-        for round_index in range(1, s.rounds + 2):  # the extra pass gives the held-out frames
-            last = round_index == s.rounds + 1
-            count = s.test_frames if last else s.frames_per_round
-            md_frames = _md_frames(model_path, minimum.atoms, s, count, out / f"md_round{round_index}.extxyz", round_index, progress)
-            stage("md_rounds")
-            labelled, computed = label_structures(md_frames, level, executor, cache_dir, progress, f"DFT labels (round {round_index})")
-            n_calls, n_computed = n_calls + len(labelled), n_computed + computed
-            stage("sampling_and_labelling")
-            if last:
-                heldout = labelled
-                break
-            train_frames = train_frames + labelled
-            model_path = _fit_model(out, round_index, train_frames, s, progress, fits)
-            stage("training")
+            hessian = hessian_from_forces([a.get_forces() for a in label(hessian_displacements(minimum), "Hessian")])
+        with clock("sampling_and_labelling"):
+            proposals = sample_configurations(minimum, s.frames, s.sampler, s.temperature_K, s.seed, s.init, hessian)
+        train_frames, heldout, model_path, fits = _active_rounds(out, minimum, label(proposals, "sampled"), label, s, clock,
+                                                                 progress)
     _write_frames(out / "train_frames.extxyz", train_frames)
     _write_frames(out / "heldout_frames.extxyz", heldout)
     shutil.copyfile(model_path, out / "model.safetensors")
-
     model, _ = load_checkpoint(out / "model.safetensors", dtype=torch.float64)
-    errors = evaluate(model, heldout)
-    ml = Atoms(numbers=minimum.atoms.numbers, positions=minimum.atoms.positions)
-    ml.calc = AniDSCalculator(out / "model.safetensors", dtype="float64")
-    optimize(ml, fmax=1e-3, steps=2000)
-    write(out / "ml_minimum.xyz", ml)
-    stage("validation_minimum")
-    nve_atoms = ml.copy()
-    nve_atoms.calc = AniDSCalculator(out / "model.safetensors", dtype="float64")
-    nve = run_md(nve_atoms, "nve", s.temperature_K, 0.5, s.nve_steps, interval=10, seed=s.seed, progress=progress)
-    stable_atoms = ml.copy()
-    stable_atoms.calc = AniDSCalculator(out / "model.safetensors")
-    stability = run_md(stable_atoms, "langevin", s.temperature_K, 0.5, s.md_steps, interval=10, seed=s.seed + 1, progress=progress)
-    stage("validation_md")
+    checks = _validate(out, model, minimum, heldout, s, clock, progress)
 
     report = FitReport(
         level=level.label(), formula=molecule.atoms.get_chemical_formula(), source=molecule.source, sampler=s.sampler,
-        heldout_forces_mae_meV_per_A=errors["forces_mae_meV_per_A"], heldout_energy_mae_meV=errors["energy_mae_meV"],
-        minimum_rmsd_A=kabsch_rmsd(minimum.atoms, ml), minimum_rmsd_heavy_A=kabsch_rmsd(minimum.atoms, ml, heavy_atoms_only=True),
-        nve_drift_meV_per_atom_per_ps=nve.drift_meV_per_atom_per_ps, md_stable=nve.stable and stability.stable,
-        n_dft_calls=n_calls, n_dft_computed=n_computed, n_train_frames=len(train_frames), n_heldout_frames=len(heldout),
-        wall_s=round(time.perf_counter() - start, 1), stage_wall_s=stages, rounds=fits,
+        heldout_forces_mae_meV_per_A=checks.errors["forces_mae_meV_per_A"], heldout_energy_mae_meV=checks.errors["energy_mae_meV"],
+        minimum_rmsd_A=kabsch_rmsd(minimum, checks.ml_minimum),
+        minimum_rmsd_heavy_A=kabsch_rmsd(minimum, checks.ml_minimum, heavy_atoms_only=True),
+        nve_drift_meV_per_atom_per_ps=checks.nve.drift_meV_per_atom_per_ps, md_stable=checks.nve.stable and checks.stability.stable,
+        n_dft_calls=calls.used, n_dft_computed=calls.computed, n_train_frames=len(train_frames), n_heldout_frames=len(heldout),
+        wall_s=clock.total_s, stage_wall_s=clock.stages, rounds=fits,
     )
     write_text_atomically(out / "report.json", json.dumps({**asdict(report), "settings": _settings_dict(s, level)}, indent=2))
-    plot_report(report, model, heldout, nve, out / "report.png")
+    plot_report(report, model, heldout, checks.nve, out / "report.png")
     return report
+
+
+def _dft_minimum(atoms: Atoms, level: DFTLevel, cache_dir, progress: bool, calls: DFTCalls) -> Atoms:
+    minimum = dft_optimize(atoms, level, cache_dir=cache_dir, progress=progress)
+    if not minimum.converged:
+        logger.warning("the DFT optimisation stopped before converging (%d steps); sampling around its last structure", minimum.steps)
+    calls.add(minimum.steps, 0 if minimum.cached else minimum.steps)
+    return minimum.atoms
+
+
+def _active_rounds(out: Path, minimum: Atoms, train_frames: list[Atoms], label, s: FitSettings, clock: StageClock, progress: bool):
+    """Fit on the first frames; then per round, MD with the current model, its frames labelled
+    and added, and a refit; a last MD run gives the held-out frames. Returns the training frames,
+    the held-out frames, the final model's path and a summary per fit."""
+    fits = []
+    with clock("training"):
+        model_path = _fit_model(out, 0, train_frames, s, progress, fits)
+    for round_index in range(1, s.rounds + 2):  # the extra pass gives the held-out frames
+        last = round_index == s.rounds + 1
+        with clock("md_rounds"):
+            md_frames = _md_frames(model_path, minimum, s, s.test_frames if last else s.frames_per_round,
+                                   out / f"md_round{round_index}.extxyz", round_index, progress)
+        labelled = label(md_frames, f"round {round_index}")
+        if last:
+            return train_frames, labelled, model_path, fits
+        train_frames = train_frames + labelled
+        with clock("training"):
+            model_path = _fit_model(out, round_index, train_frames, s, progress, fits)
+
+
+def _validate(out: Path, model, minimum: Atoms, heldout: list[Atoms], s: FitSettings, clock: StageClock, progress: bool) -> Validation:
+    """Held-out errors, the ML minimum (from the DFT one), NVE in float64 and Langevin MD at the temperature."""
+    with clock("validation_minimum"):
+        errors = evaluate(model, heldout)
+        ml = Atoms(numbers=minimum.numbers, positions=minimum.positions)
+        ml.calc = AniDSCalculator(out / "model.safetensors", dtype="float64")
+        optimize(ml, fmax=1e-3, steps=2000)
+        write(out / "ml_minimum.xyz", ml)
+    with clock("validation_md"):
+        nve_atoms = ml.copy()
+        nve_atoms.calc = AniDSCalculator(out / "model.safetensors", dtype="float64")
+        nve = run_md(nve_atoms, "nve", s.temperature_K, 0.5, s.nve_steps, interval=10, seed=s.seed, progress=progress)
+        stable_atoms = ml.copy()
+        stable_atoms.calc = AniDSCalculator(out / "model.safetensors")
+        stability = run_md(stable_atoms, "langevin", s.temperature_K, 0.5, s.md_steps, interval=10, seed=s.seed + 1, progress=progress)
+    return Validation(errors, ml, nve, stability)
 
 
 def _settings_dict(s: FitSettings, level: DFTLevel) -> dict:
@@ -182,7 +229,7 @@ def _fit_model(out: Path, index: int, frames: list[Atoms], s: FitSettings, progr
     digest = hashlib.sha256(data.read_bytes() + json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:12]
     config = load_config("rmd17-50-anids", [
         *recipe, f"name=fit{index}-{digest}", f"output_dir={out / 'training'}", f"data.train={data}", "resume=true",
-        f"description=anids-md fit, round {index}: {len(frames) - n_valid} training frames",
+        "description=" + json.dumps(f"anids-md fit, round {index}: {len(frames) - n_valid} training frames"),  # quoted for YAML
     ])
     summary_path = config.run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else train(config, progress=progress)

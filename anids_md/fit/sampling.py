@@ -31,15 +31,12 @@ def thermal_amplitude_A(temperature_K: float) -> float:
 
 def generator_shapes(minimum: Atoms, generator_checkpoint: str) -> np.ndarray:
     """Σ_i (N, 3, 3) of the pretrained generator at the minimum, scaled to a mean √(tr Σ_i/3) of 1."""
-    from ..checkpoint import load_generator
     from ..data import graph_from_atoms
-    from ..noise import NoiseConfig, structure_covariances
+    from ..noise import LearnedNoise
 
-    generator, settings = load_generator(generator_checkpoint)
-    graph = graph_from_atoms(minimum, generator.config.cutoff, dtype=next(generator.parameters()).dtype)
-    cov = structure_covariances(NoiseConfig(**settings), graph, generator).matrices.detach().double().numpy()
-    scale = np.sqrt(np.trace(cov, axis1=1, axis2=2) / 3.0).mean()
-    return cov / scale**2
+    noise = LearnedNoise.from_checkpoint(generator_checkpoint)
+    (cov,) = noise.covariances([graph_from_atoms(minimum, noise.generator.config.cutoff)], mean_scale_A=1.0)
+    return cov.numpy()
 
 
 def hessian_displacements(minimum: Atoms, step: float = HESSIAN_STEP) -> list[Atoms]:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..validate.dft import DFTLevel
 
-SAMPLERS = ("anids", "isotropic", "normal-modes")
+from ..options import EXECUTORS, SAMPLERS
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,8 @@ class FitSettings:
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {SAMPLERS}")
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"unknown executor {self.executor!r}; choose one of {EXECUTORS}")
         for name in ("frames", "frames_per_round", "test_frames", "md_steps", "steps", "nve_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .interaction import InteractionBlock
-from .model import EdgeEmbedding, ModelConfig
+from .model import Encoding, ModelConfig
 
 
 class DenoisingHead(nn.Module):
@@ -18,11 +18,13 @@ class DenoisingHead(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         c = config
-        self.block = InteractionBlock(c.channels, c.lmax, c.radial_hidden, len(c.elements), c.correlation)
+        self.inv_avg_neighbors = 1.0 / c.avg_num_neighbors
+        self.block = InteractionBlock(c.channels, c.lmax, c.radial_hidden, len(c.elements))
         self.readout = nn.Linear(c.channels, 1, bias=False)  # on degree-1 features: a vector per atom
 
-    def forward(self, x: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor, edges: EdgeEmbedding,
-                inv_avg_neighbors: float) -> torch.Tensor:
-        """Per-atom vectors (N, 3) from trunk features x (D, N, C)."""
-        x = self.block(x, species, edge_index, edges.sh, edges.radial, edges.envelope, inv_avg_neighbors)
+    def forward(self, encoding: Encoding, edge_index: torch.Tensor) -> torch.Tensor:
+        """Per-atom vectors (N, 3) from the trunk's encoding of a graph (features (D, N, C))."""
+        edges = encoding.edges
+        x = self.block(encoding.features, encoding.species, edge_index, edges.sh, edges.radial, edges.envelope,
+                       self.inv_avg_neighbors)
         return self.readout(x[1:4]).squeeze(-1).T

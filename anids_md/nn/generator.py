@@ -38,7 +38,7 @@ class GeneratorConfig:
     def encoder_config(self) -> ModelConfig:
         return ModelConfig(
             elements=list(self.elements), cutoff=self.cutoff, channels=self.channels, lmax=self.lmax,
-            layers=self.layers, correlation=2, n_radial=self.n_radial, radial_hidden=self.hidden,
+            layers=self.layers, n_radial=self.n_radial, radial_hidden=self.hidden,
             avg_num_neighbors=self.avg_num_neighbors,
         )
 
@@ -63,9 +63,7 @@ class NoiseGenerator(nn.Module):
     def forward(self, graph: AtomicGraph) -> dict:
         """`log_scale` (N,), `log_sink` (N,), `edge_logits` (E,) and the edges' unit vectors
         r̂_ij = (x_i - x_j)/|x_i - x_j| (E, 3), from centre i = edge_index[0]."""
-        species = self.encoder.element_indices(graph.numbers)
-        edges = self.encoder.edge_embedding(graph)
-        h = self.encoder.features(graph, species, edges)[0]  # invariant (degree-0) features (N, C)
+        h = self.encoder(graph).features[0]  # invariant (degree-0) features (N, C)
         i, j = graph.edge_index
         vectors = graph.positions[i] - graph.positions[j] - graph.shifts
         r = vectors.norm(dim=-1, keepdim=True)

@@ -11,9 +11,9 @@ One block, for centre i and neighbours j within the cutoff:
      higher-degree features passed on with a radial weight);
   2. the atomic density A_i = sum_j m_ij / <neighbours>;
   3. (with density_mixing, A_i's channels first mixed per degree, as MACE does)
-     a channel-wise tensor product B_i = A_i ⊗ A_i, plus (A_i ⊗ A_i) ⊗ A_i at correlation 3
-     (Wigner 3j from e3nn, one learned weight per element, coupling path and channel), which
-     raises the body order on atoms, not edges: a molecule has ~15x fewer atoms than edges;
+     a channel-wise tensor product B_i = A_i ⊗ A_i (Wigner 3j from e3nn, one learned weight per
+     element, coupling path and channel), which raises the body order on atoms, not edges: a
+     molecule has ~15x fewer atoms than edges;
   4. degree-wise channel mixing, a self-connection, a gated nonlinearity, and a residual.
 Only couplings with l1 + l2 + l3 even are used, so parity is respected (E(3)-equivariance).
 """
@@ -31,22 +31,22 @@ def n_components(lmax: int) -> int:
     return (lmax + 1) ** 2
 
 
-def product_paths(lmax: int, symmetric: bool = True) -> list[tuple[int, int, int]]:
-    """Couplings (l1, l2) -> l3 allowed by the triangle rule and parity; for the product of a
-    tensor with itself (`symmetric`) only l1 <= l2, as (l2, l1) gives the same result."""
+def product_paths(lmax: int) -> list[tuple[int, int, int]]:
+    """Couplings (l1, l2) -> l3 allowed by the triangle rule and parity, for the product of a
+    tensor with itself: only l1 <= l2, as (l2, l1) gives the same result."""
     return [
         (l1, l2, l3)
         for l3 in range(lmax + 1)
         for l1 in range(lmax + 1)
-        for l2 in range(l1 if symmetric else 0, lmax + 1)
+        for l2 in range(l1, lmax + 1)
         if abs(l1 - l2) <= l3 <= l1 + l2 and (l1 + l2 + l3) % 2 == 0
     ]
 
 
-def product_coefficients(lmax: int, symmetric: bool = True) -> torch.Tensor:
+def product_coefficients(lmax: int) -> torch.Tensor:
     """Dense Wigner-3j tensor (P*D, D*D) float64 for `product_paths`, scaled so that each
     path maps unit-variance components to unit-variance components."""
-    paths, d = product_paths(lmax, symmetric), n_components(lmax)
+    paths, d = product_paths(lmax), n_components(lmax)
     coefficients = torch.zeros(len(paths), d, d, d, dtype=torch.float64)
     for k, (l1, l2, l3) in enumerate(paths):
         w3j = o3.wigner_3j(l1, l2, l3, dtype=torch.float64) * math.sqrt(2 * l3 + 1)
@@ -87,64 +87,38 @@ class GatedNonlinearity(nn.Module):
         return torch.cat([nn.functional.silu(scalars)] + [h * g for h, g in zip(higher, gates.unbind(1))])
 
 
-def fit_components(x: torch.Tensor, d: int) -> torch.Tensor:
-    """Truncate or zero-pad the component axis of features (D, N, C) to d components."""
-    if len(x) >= d:
-        return x[:d]
-    return torch.cat([x, x.new_zeros(d - len(x), *x.shape[1:])])
-
-
 class InteractionBlock(nn.Module):
-    def __init__(self, channels: int, lmax: int, radial_hidden: int, n_elements: int, correlation: int = 2,
-                 bond_projections: bool = False, feature_lmax: int | None = None, density_mixing: bool = False):
+    def __init__(self, channels: int, lmax: int, radial_hidden: int, n_elements: int, density_mixing: bool = False):
         super().__init__()
-        if correlation not in (2, 3):
-            raise ValueError(f"correlation (body order of the atomic product) must be 2 or 3, got {correlation}")
-        self.channels, self.lmax, self.correlation = channels, lmax, correlation
-        # the density and its products go up to lmax; the block's output keeps degrees <= feature_lmax
-        self.feature_lmax = lmax if feature_lmax is None else feature_lmax
-        if not 1 <= self.feature_lmax <= lmax:
-            raise ValueError(f"feature_lmax must be between 1 and lmax ({lmax}), got {self.feature_lmax}")
-        self.bond_projections = bond_projections
-        # Radial weights: lmax+1 for the spherical-harmonic terms, feature_lmax for the pass-through,
-        # and feature_lmax for the bond projections when used.
-        self.n_weights = lmax + 1 + (2 if bond_projections else 1) * self.feature_lmax
+        self.channels, self.lmax = channels, lmax
+        # Radial weights, one set of channels each: lmax+1 for the spherical-harmonic terms (the
+        # neighbour's scalars carried into degree l), then lmax for passing the neighbour's
+        # degree-l features on (l >= 1). One linear map computes both.
+        self.slots = {"harmonics": lmax + 1, "pass_through": lmax}
+        self.n_weights = sum(self.slots.values())
         self.radial = nn.Linear(radial_hidden, channels * self.n_weights, bias=False)
-        # Products A⊗A (and (A⊗A)⊗A) with one weight per element, path and channel.
+        # The product A⊗A with one weight per element, path and channel.
         self.register_buffer("coefficients2", product_coefficients(lmax).float(), persistent=False)
         n2 = len(product_paths(lmax))
         self.product_weights2 = nn.Parameter(torch.randn(n_elements, n2, channels) / math.sqrt(n2))
-        if correlation == 3:
-            self.register_buffer("coefficients3", product_coefficients(lmax, symmetric=False).float(), persistent=False)
-            n3 = len(product_paths(lmax, symmetric=False))
-            self.product_weights3 = nn.Parameter(torch.randn(n_elements, n3, channels) / math.sqrt(n3))
         # One channel mixing of [density, product, own features] (self-connection included).
-        self.mix = DegreeWiseLinear(3 * channels, channels, self.feature_lmax)
+        self.mix = DegreeWiseLinear(3 * channels, channels, lmax)
         # with density_mixing: channels of the density mixed per degree before the product (as MACE),
         # so that A⊗A couples different channels; without, each channel is squared with itself
         self.density_mix = DegreeWiseLinear(channels, channels, lmax) if density_mixing else None
-        self.gate = GatedNonlinearity(channels, self.feature_lmax)
+        self.gate = GatedNonlinearity(channels, lmax)
 
     def density(self, x, edge_index, sh, radial_features, envelope, inv_avg_neighbors):
         """A_i (D, N, C): the sum over neighbours of the edge messages. `sh` is (D, E, 1)."""
         centre, neighbour = edge_index
         # the envelope scales the radial features before the bias-free linear map: the same weights, 5x fewer products
         weights = self.radial(radial_features * envelope.unsqueeze(-1)).view(len(neighbour), self.n_weights, self.channels)
+        harmonics, pass_through = weights.split(list(self.slots.values()), dim=1)  # (E, lmax+1, C), (E, lmax, C)
         x_j = split_degrees(x.index_select(1, neighbour))  # (2l+1, E, C) blocks
         sh_l = split_degrees(sh)
-        weights = weights.unbind(1)
-        parts = []
-        for l in range(self.lmax + 1):
-            if l == 0:
-                part = sh_l[0] * (weights[0] * x_j[0])
-                if self.bond_projections:  # x_j^l · Y_l(r̂_ij) / √(2l+1): how a neighbour's vectors lie along the bond
-                    for k in range(1, len(x_j)):
-                        part = part + weights[self.lmax + self.feature_lmax + k] * (x_j[k] * sh_l[k]).sum(0, keepdim=True) / math.sqrt(2 * k + 1)
-            else:
-                part = sh_l[l] * (weights[l] * x_j[0])
-                if l < len(x_j):  # neighbours' degree-l features, radially weighted
-                    part = part + weights[self.lmax + l] * x_j[l]
-            parts.append(part)
+        parts = [sh_l[0] * (harmonics[:, 0] * x_j[0])]
+        for l in range(1, self.lmax + 1):  # the neighbour's scalars into degree l, and its degree-l features passed on
+            parts.append(sh_l[l] * (harmonics[:, l] * x_j[0]) + pass_through[:, l - 1] * x_j[l])
         messages = torch.cat(parts)  # (D, E, C)
         density = x.new_zeros(len(messages), x.shape[1], self.channels)
         return density.index_add(1, centre, messages) * inv_avg_neighbors
@@ -157,19 +131,10 @@ class InteractionBlock(nn.Module):
         coupled = (coefficients.to(u.dtype) @ outer).view(-1, d, n, c)  # (P, D, N, C)
         return (coupled * weights.transpose(0, 1).unsqueeze(1)).sum(0)
 
-    def product(self, a: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
-        """Many-body features of the density: A⊗A, plus (A⊗A)⊗A at correlation 3."""
-        b = self.couple(a, a, self.coefficients2, self.product_weights2[species])
-        if self.correlation == 3:
-            b = b + self.couple(b, a, self.coefficients3, self.product_weights3[species])
-        return b
-
     def forward(self, x, species, edge_index, sh, radial_features, envelope, inv_avg_neighbors):
         a = self.density(x, edge_index, sh, radial_features, envelope, inv_avg_neighbors)
         if self.density_mix is not None:
             a = self.density_mix(a)
-        d = n_components(self.feature_lmax)
-        x = fit_components(x, d)
-        # the product reads every degree of the density (2 ⊗ 2 -> 0 too) before the output is cut to d
-        update = self.mix(torch.cat([a[:d], self.product(a, species)[:d], x], dim=-1))
+        b = self.couple(a, a, self.coefficients2, self.product_weights2[species])  # many-body features of the density
+        update = self.mix(torch.cat([a, b, x], dim=-1))
         return self.gate(update) + x  # residual

@@ -17,5 +17,6 @@ __all__ = ["NOISE_MODELS", "NoiseDraw", "anisotropic_weights", "anisotropy_hinge
            "covariance", "draw_noise", "masked_mean", "ForceEncoding", "Corruption", "Covariances",
            "NoiseConfig", "corrupt", "regulariser", "structure_covariances"]
 from .analysis import NoiseReport, describe_noise, plot_noise  # noqa: E402
+from .learned import LearnedNoise  # noqa: E402
 
-__all__ += ["NoiseReport", "describe_noise", "plot_noise"]
+__all__ += ["LearnedNoise", "NoiseReport", "describe_noise", "plot_noise"]

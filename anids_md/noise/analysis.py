@@ -6,14 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from ase import Atoms
 from ase.data import covalent_radii
 from ase.data.colors import jmol_colors
 
 from ..data import check_structure, graph_from_atoms
-from ..nn.generator import NoiseGenerator
-from .sampler import NoiseConfig, structure_covariances
+from .learned import LearnedNoise
 
 
 @dataclass
@@ -48,17 +46,13 @@ class NoiseReport:
         }
 
 
-@torch.no_grad()
-def describe_noise(generator: NoiseGenerator, settings: dict, atoms: Atoms) -> NoiseReport:
-    """Covariances of `atoms` under `generator` with its pretraining noise `settings` (as stored
-    in the checkpoint, from `anids_md.checkpoint.load_generator`)."""
+def describe_noise(noise: LearnedNoise, atoms: Atoms) -> NoiseReport:
+    """Covariances of `atoms` under a pretrained generator, at the scale it was pretrained with."""
     check_structure(atoms, "structure")
     if len(atoms) < 2:
         raise ValueError("a noise report needs at least two atoms (the angle is to the nearest bond)")
-    noise = NoiseConfig(**settings)
-    parameter = next(generator.parameters())
-    graph = graph_from_atoms(atoms, generator.config.cutoff).to(parameter.device, parameter.dtype)
-    cov = structure_covariances(noise, graph, generator).matrices.double().cpu().numpy()
+    (cov,) = noise.covariances([graph_from_atoms(atoms, noise.generator.config.cutoff)])
+    cov = cov.cpu().numpy()
     values, vectors = np.linalg.eigh(cov)
     distances = np.linalg.norm(atoms.positions[:, None] - atoms.positions[None], axis=-1)
     np.fill_diagonal(distances, np.inf)

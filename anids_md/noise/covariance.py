@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-NOISE_MODELS = ("fixed", "isotropic", "anisotropic", "anisotropic-add")
+from ..options import NOISE_MODELS
+
 LOG_SCALE_BAND = 4.0  # log a_i is clamped to ln σ_p² ± this
 
 

@@ -12,10 +12,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import load_denoising_head, load_generator
-from ..data import AtomicGraph, collate, rebuild_edges
+from ..checkpoint import load_denoising_head
+from ..data import AtomicGraph, collate
 from ..nn import DenoisingHead, ForceField
-from ..noise import Covariances, ForceEncoding, NoiseConfig, corrupt, structure_covariances
+from ..noise import Covariances, ForceEncoding, LearnedNoise, NoiseConfig, corrupt, structure_covariances
 from .config import TrainConfig
 from .losses import energy_force_loss, energy_force_terms, vector_error
 
@@ -32,30 +32,21 @@ class AuxiliaryDenoising(nn.Module):
         self.form = config.optim.loss
         self.cutoff = model.config.cutoff
         self.graphs = train_graphs
-        generator = None
-        if config.noise != "fixed":
+        # The prior width only normalises the targets here (no KL in fine-tuning): with σ_p = the
+        # mean scale they have unit scale, as with fixed noise.
+        self.noise = NoiseConfig(kind=d.kind, sigma=d.mean_scale_A, sigma_prior=d.mean_scale_A)
+        if d.kind == "fixed":
+            self.covariances = [structure_covariances(self.noise, g, None).matrices.double() for g in train_graphs]
+        else:  # the learned shape of each atom's noise, rescaled to the mean scale over the training atoms
             source = d.generator or config.init
             if source is None:
-                raise ValueError(f"noise={config.noise} needs a pretrained generator: set init= or denoise.generator= to a pretrained checkpoint")
-            generator, settings = load_generator(source, device=train_graphs[0].positions.device)
-            if settings.get("kind") != config.noise:
-                raise ValueError(f"the generator in {source} was pretrained with {settings.get('kind')!r} noise, not {config.noise!r}")
-        # The prior width only normalises the targets here (no KL in fine-tuning): with σ_p = σ they
-        # have unit scale, as with fixed noise. (The generator's a_i are relative to σ_p, so this
-        # rescales them all by one factor, which the calibration below absorbs.)
-        self.noise = NoiseConfig(kind=config.noise, sigma=d.sigma, sigma_prior=d.sigma)
-        self.covariances = [self._covariance(g, generator) for g in train_graphs]
-        if generator is not None:  # keep the learned shape, move the mean scale to σ
-            factor = (d.sigma / self.mean_noise_scale()) ** 2
-            self.covariances = [c * factor for c in self.covariances]
+                raise ValueError(f"denoise.kind={d.kind} needs a pretrained generator: set init= or denoise.generator= to a pretrained checkpoint")
+            learned = LearnedNoise.from_checkpoint(source, device=train_graphs[0].positions.device)
+            if learned.kind != d.kind:
+                raise ValueError(f"the generator in {source} was pretrained with {learned.kind!r} noise, not {d.kind!r}")
+            self.covariances = learned.covariances(train_graphs, d.mean_scale_A)
         self.force_encoding = ForceEncoding(model.config.channels, model.config.lmax)
         self.head = (load_denoising_head(config.init, model.config) if config.init else None) or DenoisingHead(model.config)
-
-    @torch.no_grad()
-    def _covariance(self, graph: AtomicGraph, generator) -> torch.Tensor:
-        if generator is not None:
-            graph = rebuild_edges(graph.to(dtype=torch.float32), generator.config.cutoff)
-        return structure_covariances(self.noise, graph, generator).matrices.double()
 
     def mean_noise_scale(self) -> float:
         """Mean over training atoms of √(tr Σ_i / 3) in Å: the noise scale actually used."""
@@ -80,15 +71,18 @@ class AuxiliaryDenoising(nn.Module):
                 sub = collate([self.graphs[i] for i in noisy]).to(dtype=batch.positions.dtype)
                 mask = torch.from_numpy(picked[in_chosen]).to(sub.positions.device)
                 graph, target, features, atoms = self._corrupt(model, sub, noisy, mask, noise_rng)
-                vectors = model(graph, compute_forces=False, node_features=features, denoiser=self.head)["vectors"]
-                denoise = vector_error(vectors[atoms] - target, self.form)
+                encoding = model.predict(graph, compute_forces=False, initial=features)["encoding"]
+                denoise = vector_error(self.head(encoding, graph.edge_index)[atoms] - target, self.form)
             return {**losses, "loss": losses["loss"] + weight * denoise, "denoise": denoise.detach()}
         mask = torch.from_numpy(picked).to(batch.positions.device)
         graph, target, features, atoms = self._corrupt(model, batch, indices, mask, noise_rng)
-        out = model(graph, compute_forces=True, training=True, node_features=features, denoiser=self.head if len(atoms) else None)
+        out = model.predict(graph, compute_forces=True, create_graph=True, initial=features)
         # forces only on the atoms left in place: a displaced atom's label is its denoising target
         losses = energy_force_terms(out, batch, model.config.force_scale, energy_weight, forces_weight, self.form, ~mask)
-        denoise = vector_error(out["vectors"][atoms] - target, self.form) if len(atoms) else losses["loss"].new_zeros(())
+        if len(atoms):
+            denoise = vector_error(self.head(out["encoding"], graph.edge_index)[atoms] - target, self.form)
+        else:
+            denoise = losses["loss"].new_zeros(())
         return {**losses, "loss": losses["loss"] + weight * denoise, "denoise": denoise.detach()}
 
     def _corrupt(self, model: ForceField, batch: AtomicGraph, indices, mask: torch.Tensor, noise_rng):

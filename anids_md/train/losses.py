@@ -14,8 +14,6 @@ from ..data import AtomicGraph
 from ..nn import ForceField
 from ..noise import masked_mean
 
-LOSS_FORMS = ("mse", "dens")
-
 
 def scalar_error(error: torch.Tensor, form: str) -> torch.Tensor:
     """Mean of error² (mse) or |error| (dens) over the entries of `error`; 0 when there are none."""
@@ -42,5 +40,5 @@ def energy_force_terms(out: dict, batch: AtomicGraph, scale: float, energy_weigh
 
 def energy_force_loss(model: ForceField, batch: AtomicGraph, energy_weight: float, forces_weight: float, form: str = "mse") -> dict:
     """Weighted energy and force errors of a clean batch."""
-    out = model(batch, compute_forces=True, training=True)
+    out = model(batch, compute_forces=True, create_graph=True)
     return energy_force_terms(out, batch, model.config.force_scale, energy_weight, forces_weight, form)

@@ -40,7 +40,8 @@ class DenoisingPretraining(nn.Module):
         cov = structure_covariances(self.noise, batch, self.generator)
         atoms = torch.arange(batch.n_atoms, device=batch.positions.device)
         corruption = corrupt(self.noise, batch, cov, atoms, self.force_field.config.cutoff, rng)
-        predicted = self.force_field(corruption.graph, compute_forces=False, denoiser=self.head)["vectors"]
+        encoding = self.force_field.encoder(corruption.graph)  # the trunk only: no energy in pretraining
+        predicted = self.head(encoding, corruption.graph.edge_index)
         denoise = vector_error(predicted - corruption.target, self.loss_form)
         loss = denoise + regulariser(self.noise, corruption)
         return {"loss": loss, "denoise": denoise.detach(), "kl": corruption.kl.detach(), "hinge": corruption.hinge.detach()}

@@ -66,7 +66,6 @@ class Datasets:
     train: list
     valid: list
     train_indices: np.ndarray
-    valid_indices: np.ndarray
 
 
 def drop_duplicate_frames(structures: list, where: str) -> list:
@@ -96,7 +95,7 @@ def load_datasets(config: TrainConfig) -> Datasets:
         train_idx, valid_idx = random_split(len(structures), d.n_valid, config.seed)
         if d.n_train is not None:
             train_idx = train_idx[: d.n_train]
-    return Datasets([structures[i] for i in train_idx], [structures[i] for i in valid_idx], train_idx, valid_idx)
+    return Datasets([structures[i] for i in train_idx], [structures[i] for i in valid_idx], train_idx)
 
 
 def prepare_model_config(config: TrainConfig, train_structures, graphs, pretrained: bool = False) -> None:
@@ -136,7 +135,7 @@ def describe_training_data(config: TrainConfig, data: Datasets) -> dict:
 
 
 class Trainer(TrainingLoop):
-    """Supervised energy + force training, with auxiliary denoising when `config.noise` is set."""
+    """Supervised energy + force training, with auxiliary denoising when `config.denoise.kind` is set."""
 
     train_keys = ("loss", "denoise")
     valid_keys = ("loss", "energy_mae_meV", "forces_mae_meV_per_A")
@@ -163,7 +162,7 @@ class Trainer(TrainingLoop):
             self.model.load_state_dict(initial.state_dict())
         self.model.to(self.device, self.dtype)
         self.denoising = None
-        if config.noise != "none":
+        if config.denoise.kind != "none":
             self.denoising = AuxiliaryDenoising(config, self.model, self.train_graphs).to(self.device, self.dtype)
         # What the optimiser updates and a resume restores: the model, and the force encoding.
         trainable = nn.ModuleDict({"model": self.model, **({"denoising": self.denoising} if self.denoising else {})})
@@ -210,7 +209,7 @@ class Trainer(TrainingLoop):
             "dtype": self.config.dtype,
             "torch_threads": torch.get_num_threads(),
             "init": self.config.init,
-            "noise": self.config.noise,
+            "denoise": self.config.denoise.kind,
         }
         if self.denoising is not None:
             summary["noise_scale_A"] = round(self.denoising.mean_noise_scale(), 5)

@@ -156,7 +156,6 @@ def dft_optimize(atoms: Atoms, level: DFTLevel = DFTLevel(), max_steps: int = 10
     if cached is not None:
         return cached
     from pyscf.geomopt.geometric_solver import kernel
-
     from tqdm.auto import tqdm
 
     start = time.perf_counter()

@@ -87,6 +87,11 @@ class GatedNonlinearity(nn.Module):
         return torch.cat([nn.functional.silu(scalars)] + [h * g for h, g in zip(higher, gates.unbind(1))])
 
 
+def pad_components(x: torch.Tensor, d: int) -> torch.Tensor:
+    """Features (D', N, C) zero-padded to d >= D' components."""
+    return x if len(x) == d else torch.cat([x, x.new_zeros(d - len(x), *x.shape[1:])])
+
+
 class InteractionBlock(nn.Module):
     def __init__(self, channels: int, lmax: int, radial_hidden: int, n_elements: int, density_mixing: bool = False):
         super().__init__()
@@ -118,7 +123,8 @@ class InteractionBlock(nn.Module):
         sh_l = split_degrees(sh)
         parts = [sh_l[0] * (harmonics[:, 0] * x_j[0])]
         for l in range(1, self.lmax + 1):  # the neighbour's scalars into degree l, and its degree-l features passed on
-            parts.append(sh_l[l] * (harmonics[:, l] * x_j[0]) + pass_through[:, l - 1] * x_j[l])
+            part = sh_l[l] * (harmonics[:, l] * x_j[0])
+            parts.append(part + pass_through[:, l - 1] * x_j[l] if l < len(x_j) else part)  # the embedding has scalars only
         messages = torch.cat(parts)  # (D, E, C)
         density = x.new_zeros(len(messages), x.shape[1], self.channels)
         return density.index_add(1, centre, messages) * inv_avg_neighbors
@@ -136,5 +142,6 @@ class InteractionBlock(nn.Module):
         if self.density_mix is not None:
             a = self.density_mix(a)
         b = self.couple(a, a, self.coefficients2, self.product_weights2[species])  # many-body features of the density
+        x = pad_components(x, len(a))
         update = self.mix(torch.cat([a, b, x], dim=-1))
         return self.gate(update) + x  # residual

@@ -13,7 +13,7 @@ from e3nn import o3
 from torch import nn
 
 from ..data.graph import AtomicGraph
-from .interaction import InteractionBlock
+from .interaction import InteractionBlock, pad_components
 from .radial import BesselBasis, PolynomialCutoff
 
 
@@ -129,10 +129,9 @@ class Encoder(nn.Module):
         the embedding that starts the blocks (e.g. an encoding of known forces)."""
         species = self.element_indices(graph.numbers)
         edges = self.edge_embedding(graph)
-        scalars = self.embedding(species).unsqueeze(0)  # (1, N, C)
-        x = torch.cat([scalars, scalars.new_zeros((self.config.lmax + 1) ** 2 - 1, *scalars.shape[1:])])  # (D, N, C)
-        if initial is not None:  # may hold fewer degrees than the features
-            x = torch.cat([x[: len(initial)] + initial, x[len(initial) :]])
+        x = self.embedding(species).unsqueeze(0)  # (1, N, C): scalars only, the first block makes the rest
+        if initial is not None:
+            x = pad_components(x, len(initial)) + initial
         inv_avg = 1.0 / self.config.avg_num_neighbors
         for block in self.blocks:
             x = block(x, species, graph.edge_index, edges.sh, edges.radial, edges.envelope, inv_avg)

@@ -9,7 +9,7 @@ from ase.build import molecule
 from anids_md.calculator import AniDSCalculator
 from anids_md.fit import FitSettings, fit, molecule_from_smiles, sample_configurations
 from anids_md.fit.sampling import hessian_displacements, hessian_from_forces, thermal_amplitude_A
-from anids_md.validate.dft import DFTLevel
+from anids_md.reference import DFTLevel
 
 FAST = DFTLevel(xc="PBE", basis="sto-3g", density_fit=False, grid_level=1)
 
@@ -91,8 +91,8 @@ def test_fit_command_names_bad_input(capsys):
 def test_labelling_on_a_dask_cluster_matches_the_direct_calculation(tmp_path):
     from distributed import LocalCluster
 
-    from anids_md.fit.labelling import label_structures, make_executor
-    from anids_md.validate.dft import dft_single_point
+    from anids_md.reference import dft_single_point
+    from anids_md.reference.labelling import label_structures, make_executor
 
     frames = [molecule("H2O")]
     frames.append(frames[0].copy())

@@ -78,7 +78,7 @@ def test_a_stale_lock_is_taken_over_and_released(tmp_path, caplog):
 
 POOL_SCRIPT = textwrap.dedent("""
     import sys, time
-    from anids_md.fit.labelling import labelling_pool
+    from anids_md.reference.labelling import labelling_pool
     from anids_md.fit.process import termination_as_interrupt
     with termination_as_interrupt(), labelling_pool("local", workers=2) as executor:
         futures = [executor.submit(time.sleep, 120) for _ in range(6)]
@@ -120,7 +120,7 @@ def test_killing_the_labelling_process_ends_its_workers_promptly(tmp_path, how):
 def test_an_interrupt_cancels_the_queued_dask_labels():
     from distributed import LocalCluster
 
-    from anids_md.fit.labelling import labelling_pool
+    from anids_md.reference.labelling import labelling_pool
 
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
         with pytest.raises(KeyboardInterrupt):
@@ -309,12 +309,12 @@ def test_dft_helpers_work_with_an_unusable_home(tmp_path, monkeypatch):
 
 
 def test_an_unwritable_cache_still_returns_the_result_with_one_warning(tmp_path, monkeypatch, caplog):
-    import anids_md.validate.dft as dft
+    import anids_md.reference.cache as cache
 
     def read_only(path, text):
         raise PermissionError(30, "Read-only file system", str(path))
 
-    monkeypatch.setattr(dft, "write_text_atomically", read_only)
+    monkeypatch.setattr(cache, "write_text_atomically", read_only)
     level = DFTLevel(basis="sto-3g")
     with caplog.at_level(logging.WARNING, logger="anids_md"):
         first = dft_single_point(h2(), level, cache_dir=tmp_path)
@@ -322,7 +322,7 @@ def test_an_unwritable_cache_still_returns_the_result_with_one_warning(tmp_path,
         moved.positions[1, 2] = 0.74
         second = dft_single_point(moved, level, cache_dir=tmp_path)
     assert np.isfinite(first.energy_eV) and second.energy_eV != first.energy_eV
-    assert caplog.text.count("cannot write to the DFT cache") == 1
+    assert caplog.text.count("cannot write to the reference cache") == 1
     write(tmp_path / "h2.xyz", h2())  # a finished optimisation still reaches its output file
     main(["dft-optimize", str(tmp_path / "h2.xyz"), "-o", str(tmp_path / "min.xyz"), "--basis", "sto-3g", "--cache", str(tmp_path),
           "--quiet"])

@@ -12,9 +12,9 @@ from ase.io import write
 from scipy.spatial.transform import Rotation
 
 from anids_md.cli import main
+from anids_md.reference import dft as dft_module
 from anids_md.simulate import optimize, run_md
 from anids_md.validate import DFTLevel, dft_optimize, dft_single_point, kabsch_rmsd
-from anids_md.validate import dft as dft_module
 
 SMALL = DFTLevel(xc="PBE", basis="sto-3g")
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..validate.dft import DFTLevel
+    from ..reference import DFTLevel
 
 from ..options import EXECUTORS, SAMPLERS
 

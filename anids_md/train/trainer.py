@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..atomic import write_text_atomically
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import PRETRAINING_KIND, load_checkpoint, save_checkpoint
 from ..checkpoint import resolve as resolve_checkpoint
 from ..data import (
     collate,
@@ -98,10 +98,12 @@ def load_datasets(config: TrainConfig) -> Datasets:
     return Datasets([structures[i] for i in train_idx], [structures[i] for i in valid_idx], train_idx)
 
 
-def prepare_model_config(config: TrainConfig, train_structures, graphs, pretrained: bool = False) -> None:
+def prepare_model_config(config: TrainConfig, train_structures, graphs, pretrained: bool = False, trained_init: bool = False) -> None:
     """Fill the model's normalisation (elements, E0s, shift, scale, neighbours) from the
     training structures and their graphs. A `pretrained` model keeps its elements and the
-    neighbour count its weights were trained with."""
+    neighbour count its weights were trained with; a `trained_init` (a force field, not a
+    denoising-pretrained backbone) also keeps its force scale, so that it starts by predicting
+    the forces it was trained on (its energy shift is aligned by `align_energy_shift`)."""
     avg_neighbors = float(np.mean([g.edge_index.shape[1] / g.n_atoms for g in graphs]))
     e0 = read_isolated_atom_energies(config.data.reference_energies) if config.data.reference_energies else None
     stats = compute_statistics(train_structures, avg_neighbors, e0)
@@ -115,7 +117,21 @@ def prepare_model_config(config: TrainConfig, train_structures, graphs, pretrain
         m.avg_num_neighbors = stats.avg_num_neighbors
     # Elements the data lack keep a placeholder 0 eV; calculators refuse them (trained_elements).
     m.reference_energies = {**{z: 0.0 for z in m.elements}, **stats.reference_energies}
-    m.energy_shift, m.force_scale = stats.energy_shift, stats.force_scale
+    m.energy_shift = stats.energy_shift
+    if not trained_init:
+        m.force_scale = stats.force_scale
+
+
+@torch.no_grad()
+def align_energy_shift(model: ForceField, graphs: list) -> None:
+    """Move the model's per-atom energy shift so that its mean energy error per atom on the
+    labelled `graphs` is zero. A model trained at another level of theory (a molecule prior on
+    xTB frames) predicts energies on that level's scale; the new reference energies and this shift
+    put its first predictions on the new labels' scale, so the energy loss starts from the
+    per-frame differences it can learn rather than a constant offset it would spend steps on."""
+    energies, _ = predict(model, graphs)
+    errors = [(float(g.energy) - e) / g.n_atoms for g, e in zip(graphs, energies)]
+    model.config.energy_shift += float(np.mean(errors))
 
 
 def describe_training_data(config: TrainConfig, data: Datasets) -> dict:
@@ -148,18 +164,21 @@ class Trainer(TrainingLoop):
         config = self.config = copy.deepcopy(config)  # resolved below (model from init, normalisation); the caller's stays as given
         torch.manual_seed(config.seed)
         self.data = load_datasets(config)
-        initial = None
+        initial, trained_init = None, False
         if config.init:  # architecture and weights from a (pretrained) checkpoint
             initial, metadata = load_checkpoint(config.init)
+            trained_init = metadata.get("training", {}).get("kind") != PRETRAINING_KIND
             config.model = ModelConfig.from_dict(metadata["model"])
         cutoff = config.model.cutoff
         self.train_graphs = [graph_from_atoms(a, cutoff, with_labels=True).to(self.device) for a in self.data.train]
-        prepare_model_config(config, self.data.train, self.train_graphs, pretrained=initial is not None)
+        prepare_model_config(config, self.data.train, self.train_graphs, pretrained=initial is not None, trained_init=trained_init)
         self.valid_graphs = [graph_from_atoms(a, cutoff, with_labels=True).to(self.device) for a in self.data.valid]
         claim_run_dir(given)
         self.model = ForceField(config.model)
         if initial is not None:
             self.model.load_state_dict(initial.state_dict())
+        if trained_init:
+            align_energy_shift(self.model, self.train_graphs)
         self.model.to(self.device, self.dtype)
         self.denoising = None
         if config.denoise.kind != "none":

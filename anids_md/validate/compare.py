@@ -11,9 +11,9 @@ from ase import Atoms
 from tqdm.auto import tqdm
 
 from ..calculator import AniDSCalculator
+from ..reference import DFTLevel, dft_optimize, dft_single_point
 from ..simulate import optimize
 from ..units import MEV_PER_EV
-from .dft import DFTLevel, dft_optimize, dft_single_point
 from .rmsd import kabsch_rmsd
 
 

@@ -5,22 +5,19 @@ are cached on disk, keyed by the structure and the level, so a repeat costs noth
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
 import logging
-import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from ase import Atoms
 
-from ..atomic import write_text_atomically
 from ..data import check_structure
 from ..units import HARTREE_IN_EV, HARTREE_PER_BOHR_IN_EV_PER_A
+from .cache import ReferenceResult, cache_path, load_result, store_result
 
 logger = logging.getLogger(__name__)
 
@@ -37,60 +34,6 @@ class DFTLevel:
 
     def label(self) -> str:
         return f"{self.xc}{'-D3BJ' if self.dispersion else ''}/{self.basis}"
-
-
-@dataclass
-class DFTResult:
-    atoms: Atoms  # the structure (the minimum for an optimisation), positions in Å
-    energy_eV: float
-    forces_eV_per_A: np.ndarray
-    wall_s: float  # of the original computation (a cache hit costs nothing)
-    steps: int  # gradient evaluations (1 for a single point)
-    converged: bool
-    cached: bool
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("ANIDS_MD_CACHE", Path.home() / ".cache" / "anids-md")) / "dft"
-
-
-def cache_key(task: str, atoms: Atoms, level: DFTLevel, extra: dict | None = None) -> str:
-    """Hash of the task, elements, positions (rounded to 1e-6 Å) and level of theory."""
-    payload = {"task": task, "numbers": atoms.numbers.tolist(), "positions": np.round(atoms.positions, 6).tolist(),
-               "level": asdict(level), **(extra or {})}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
-
-
-def _load(path: Path, numbers) -> DFTResult | None:
-    """The cached result, or None when there is none or it cannot be read (then it is
-    recomputed and overwritten)."""
-    if not path.exists():
-        return None
-    try:
-        d = json.loads(path.read_text())
-        atoms = Atoms(numbers=numbers, positions=np.array(d["positions"]))
-        return DFTResult(atoms, d["energy_eV"], np.array(d["forces_eV_per_A"]), d["wall_s"], d["steps"], d["converged"], True)
-    except (OSError, ValueError, KeyError, TypeError) as error:  # JSONDecodeError is a ValueError
-        logger.warning("ignoring the unreadable DFT cache entry %s (%s: %s); recomputing", path, type(error).__name__, error)
-        return None
-
-
-_unwritable_warned: set[str] = set()
-
-
-def _store(path: Path, result: DFTResult, level: DFTLevel) -> None:
-    """Cache `result`; a cache folder that cannot be written costs the cache, never the result
-    (one warning per folder)."""
-    record = {"level": asdict(level), "positions": result.atoms.positions.tolist(), "energy_eV": result.energy_eV,
-              "forces_eV_per_A": result.forces_eV_per_A.tolist(), "wall_s": result.wall_s, "steps": result.steps,
-              "converged": result.converged, "units": {"positions": "Å", "energy": "eV", "forces": "eV/Å"}}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomically(path, json.dumps(record))
-    except OSError as error:
-        if str(path.parent) not in _unwritable_warned:
-            _unwritable_warned.add(str(path.parent))
-            logger.warning("cannot write to the DFT cache %s (%s); results are returned but not cached", path.parent, error)
 
 
 def _method(atoms: Atoms, level: DFTLevel, verbose: int = 0):
@@ -132,27 +75,27 @@ def _energy_forces(mf) -> tuple[float, np.ndarray]:
     return float(energy) * HARTREE_IN_EV, -gradient * HARTREE_PER_BOHR_IN_EV_PER_A
 
 
-def dft_single_point(atoms: Atoms, level: DFTLevel = DFTLevel(), cache_dir: str | Path | None = None) -> DFTResult:
+def dft_single_point(atoms: Atoms, level: DFTLevel = DFTLevel(), cache_dir: str | Path | None = None) -> ReferenceResult:
     """Energy (eV) and forces (eV/Å) of `atoms` at `level`, cached."""
-    path = Path(cache_dir or default_cache_dir()) / f"sp-{cache_key('single point', atoms, level)}.json"
-    cached = _load(path, atoms.numbers)
+    path = cache_path("dft", "single point", atoms, level, cache_dir)
+    cached = load_result(path, atoms.numbers)
     if cached is not None:
         return cached
     start = time.perf_counter()
     energy, forces = _energy_forces(_method(atoms, level))
-    result = DFTResult(atoms.copy(), energy, forces, time.perf_counter() - start, 1, True, False)
-    _store(path, result, level)
+    result = ReferenceResult(atoms.copy(), energy, forces, time.perf_counter() - start, 1, True, False)
+    store_result(path, result, level)
     return result
 
 
 def dft_optimize(atoms: Atoms, level: DFTLevel = DFTLevel(), max_steps: int = 100, cache_dir: str | Path | None = None,
-                 progress: bool = False) -> DFTResult:
+                 progress: bool = False) -> ReferenceResult:
     """Relax `atoms` at `level` (charge and spin included) with PySCF + geomeTRIC (its default
     convergence criteria) and return the minimum, its energy and forces; cached by structure
     and level of theory. `progress` shows a bar with a tick per gradient (minutes each for a
     20-atom molecule on a laptop)."""
-    path = Path(cache_dir or default_cache_dir()) / f"opt-{cache_key('optimisation', atoms, level, {'max_steps': max_steps})}.json"
-    cached = _load(path, atoms.numbers)
+    path = cache_path("dft", "optimisation", atoms, level, cache_dir, {"max_steps": max_steps})
+    cached = load_result(path, atoms.numbers)
     if cached is not None:
         return cached
     from pyscf.geomopt.geometric_solver import kernel
@@ -180,8 +123,8 @@ def dft_optimize(atoms: Atoms, level: DFTLevel = DFTLevel(), max_steps: int = 10
         energy, forces = float(last_energy) * HARTREE_IN_EV, -last_gradient * HARTREE_PER_BOHR_IN_EV_PER_A
     else:
         energy, forces = _energy_forces(_method(minimum, level))
-    result = DFTResult(minimum, energy, forces, time.perf_counter() - start, len(steps), bool(converged), False)
-    _store(path, result, level)
+    result = ReferenceResult(minimum, energy, forces, time.perf_counter() - start, len(steps), bool(converged), False)
+    store_result(path, result, level)
     return result
 
 

@@ -1,4 +1,4 @@
-"""DFT labels (energy, forces) for many structures in parallel, through any
+"""Reference labels (energy, forces; DFT or xTB) for many structures in parallel, through any
 `concurrent.futures.Executor`: a local process pool, or a Dask cluster's executor for users who
 outgrow one machine. Each result enters the DFT cache as its worker finishes, so a killed run
 recomputes nothing it already had."""
@@ -18,7 +18,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from tqdm.auto import tqdm
 
 from ..options import EXECUTORS
-from ..validate.dft import DFTLevel, dft_single_point
+from . import Level, single_point
 
 
 def _start_worker(threads: int, parent: int) -> None:
@@ -95,11 +95,11 @@ class DaskExecutor(Executor):
         self.client.close()
 
 
-def label_structures(frames: list[Atoms], level: DFTLevel, executor: Executor, cache_dir: str | Path | None = None,
+def label_structures(frames: list[Atoms], level: Level, executor: Executor, cache_dir: str | Path | None = None,
                      progress: bool = True, desc: str = "DFT labels") -> tuple[list[Atoms], int]:
-    """The frames with their DFT energy and forces attached (SinglePointCalculator, eV and
+    """The frames with their reference energy and forces attached (SinglePointCalculator, eV and
     eV/Å), in the given order, and how many were computed rather than found in the cache."""
-    futures = {executor.submit(dft_single_point, Atoms(numbers=a.numbers, positions=a.positions), level, cache_dir): k
+    futures = {executor.submit(single_point, Atoms(numbers=a.numbers, positions=a.positions), level, cache_dir): k
                for k, a in enumerate(frames)}
     labelled: list[Atoms | None] = [None] * len(frames)
     computed = 0

@@ -9,7 +9,7 @@ import json
 import logging
 import sys
 
-from .options import DISPERSIONS, DTYPES, ENSEMBLES, EXECUTORS, OPTIMIZERS, SAMPLERS
+from .options import DISPERSIONS, DTYPES, ENSEMBLES, EXECUTORS, OPTIMIZERS, SAMPLERS, XTB_METHODS
 
 # --- argument types and groups shared by several subcommands ---------------------------------
 
@@ -126,14 +126,51 @@ def train_arguments(p) -> None:
 
 
 def cmd_train(args) -> None:
-    from .train import load_config, train
+    from .prior import train_with_prior
+    from .train import load_config
 
     config = load_config(args.config, args.overrides)
-    summary = train(config, progress=not args.quiet)
+    summary = train_with_prior(config, progress=not args.quiet)
     print(f"model: {config.run_dir / 'model.safetensors'}")
+    if "prior" in summary:
+        p = summary["prior"]
+        print(f"molecule prior: {p['n_frames']} xTB frames in {p['xtb_wall_s']:.0f} s, fit in {p['fit_wall_s']:.0f} s ({p['model']})")
     _print_metrics("validation (best epoch)", summary["valid"])
     if "test" in summary:
         _print_metrics(f"test ({summary['test_file']})", summary["test"])
+
+
+def prior_arguments(p) -> None:
+    from .train.config import PriorConfig
+
+    d = PriorConfig()
+    p.add_argument("structures", nargs="+", help="files ASE reads (or rMD17 npz): one prior for the molecules among their first frames")
+    p.add_argument("-o", "--output", required=True, help="folder that receives prior-<digest>/ (frames, manifest, fit/)")
+    p.add_argument("--method", choices=XTB_METHODS, default=d.method, help="xTB level (tblite)")
+    p.add_argument("--temperature", type=_positive, default=d.temperature_K, help="K, of the Langevin MD")
+    p.add_argument("--frames", type=_count, default=d.frames, help="xTB frames per molecule")
+    p.add_argument("--starts", type=_count, default=d.starts, help="independent MD runs per molecule")
+    p.add_argument("--epochs", type=_count, default=d.epochs, help="of the fit on the xTB frames")
+    p.add_argument("--init", default=d.init, help="checkpoint the fit starts from (default: from scratch)")
+    p.add_argument("--seed", type=int, default=0, help="MD velocities, Langevin noise and the fit")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def cmd_prior(args) -> None:
+    from .data import read_structures
+    from .prior import build_prior
+    from .train.config import PriorConfig
+
+    structures = []
+    for path in args.structures:
+        structures += read_structures(path, frames=[0], require_labels=False)
+    settings = PriorConfig(method=args.method, temperature_K=args.temperature, frames=args.frames, starts=args.starts,
+                           epochs=args.epochs, init=args.init)
+    report = build_prior(structures, args.output, settings, seed=args.seed, progress=not args.quiet)
+    print(f"{report.n_frames} {args.method} frames at {args.temperature:g} K ({report.n_failed_runs} MD runs skipped), "
+          f"{report.xtb_wall_s:.0f} s of xTB; fit {report.fit_wall_s:.0f} s, held-out xTB forces "
+          f"{report.valid_forces_mae_meV_per_A:.1f} meV/Å")
+    print(f"prior model: {report.model} (fine-tune from it: anids-md train --config rmd17-50 init={report.model} ...)")
 
 
 def pretrain_arguments(p) -> None:
@@ -464,6 +501,7 @@ def cmd_demo(args) -> None:
 # name, help, arguments, run, whether it takes --threads (PySCF and rmsd do not use torch's)
 COMMANDS = [
     ("train", "train a force field from a YAML config", train_arguments, cmd_train, True),
+    ("prior", "a molecule prior: xTB minimum, Langevin MD with xTB, a short fit on the frames", prior_arguments, cmd_prior, True),
     ("pretrain", "denoising pretraining (QM9 or your structures); torchrun for several processes", pretrain_arguments, cmd_pretrain, True),
     ("noise", "per-atom noise covariances of a pretrained generator for a structure", noise_arguments, cmd_noise, True),
     ("evaluate", "energy and force errors of a checkpoint on labelled data", evaluate_arguments, cmd_evaluate, True),

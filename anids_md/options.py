@@ -11,3 +11,4 @@ ENSEMBLES = ("nve", "langevin")
 SAMPLERS = ("anids", "isotropic", "normal-modes")  # fit's first configurations
 EXECUTORS = ("local", "dask")  # fit's DFT labelling
 DISPERSIONS = ("d3bj",)
+XTB_METHODS = ("GFN2-xTB", "GFN1-xTB")  # tblite's

@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,39 +25,9 @@ from .atomic import write_text_atomically
 from .reference import XTBConvergenceError, XTBLevel, xtb_calculator
 from .reference.xtb import check_xtb_structure
 from .simulate import optimize, run_md
+from .train.config import PriorConfig, TrainConfig
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PriorSettings:
-    """How a molecule prior is built (lengths Å, times fs, temperatures K)."""
-
-    level: XTBLevel = field(default_factory=XTBLevel)
-    temperature_K: float = 500.0
-    frames: int = 1000  # per molecule, spread over the starts
-    starts: int = 4  # independent MD runs from the minimum, each with its own velocities
-    equilibration_steps: int = 2000  # 1 ps of 0.5 fs steps before a run's frames are kept
-    interval: int = 40  # MD steps between kept frames (20 fs)
-    timestep_fs: float = 0.5
-    friction_per_fs: float = 0.01
-    epochs: int = 60  # of the fit on the xTB frames
-    n_valid: int = 50  # xTB frames held out to select the fit's best epoch
-    init: str | None = None  # checkpoint the fit starts from (None: from scratch)
-    seed: int = 0
-
-    def __post_init__(self):
-        for name in ("frames", "starts", "equilibration_steps", "interval", "epochs", "n_valid"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and value >= (0 if name == "equilibration_steps" else 1)):
-                raise ValueError(f"prior.{name} must be a whole number of at least {0 if name == 'equilibration_steps' else 1}, got {value!r}")
-        if not self.temperature_K > 0 or not self.timestep_fs > 0:
-            raise ValueError("prior.temperature_K and prior.timestep_fs must be positive")
-        if self.frames <= self.n_valid:
-            raise ValueError(f"prior.frames ({self.frames}) must exceed prior.n_valid ({self.n_valid})")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -83,9 +53,9 @@ def distinct_molecules(structures: list[Atoms]) -> list[Atoms]:
     return molecules
 
 
-def prior_digest(molecules: list[Atoms], settings: PriorSettings) -> str:
+def prior_digest(molecules: list[Atoms], settings: PriorConfig, seed: int) -> str:
     payload = {"molecules": [[a.numbers.tolist(), np.round(a.positions, 6).tolist()] for a in molecules],
-               "settings": settings.to_dict()}
+               "settings": asdict(settings), "seed": seed}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -101,7 +71,8 @@ def xtb_minimum(atoms: Atoms, level: XTBLevel) -> Atoms:
     return Atoms(numbers=minimum.numbers, positions=minimum.positions)
 
 
-def sample_with_xtb(minimum: Atoms, settings: PriorSettings, folder: Path, tag: str, progress: bool) -> tuple[list[Atoms], int, float]:
+def sample_with_xtb(minimum: Atoms, settings: PriorConfig, level: XTBLevel, seed: int, folder: Path, tag: str,
+                    progress: bool) -> tuple[list[Atoms], int, float]:
     """Frames of `settings.starts` Langevin runs from `minimum`, labelled with the xTB energy and
     forces computed along them. A finished run is read back from its file; a run that xTB cannot
     finish is skipped and counted. Returns the frames, the failed runs and the xTB seconds spent now."""
@@ -113,11 +84,11 @@ def sample_with_xtb(minimum: Atoms, settings: PriorSettings, folder: Path, tag: 
         if not done.exists():
             begin = time.perf_counter()
             atoms = minimum.copy()
-            atoms.calc = xtb_calculator(settings.level)
+            atoms.calc = xtb_calculator(level)
             partial = folder / f"{tag}_run{start}.partial.extxyz"
             report = run_md(atoms, "langevin", settings.temperature_K, settings.timestep_fs,
                             settings.equilibration_steps + per_start * settings.interval, trajectory=partial,
-                            interval=settings.interval, friction_per_fs=settings.friction_per_fs, seed=settings.seed + 1000 * start,
+                            interval=settings.interval, friction_per_fs=settings.friction_per_fs, seed=seed + 1000 * start,
                             progress=progress)
             seconds += time.perf_counter() - begin
             if report.stopped or not report.stable:
@@ -131,18 +102,20 @@ def sample_with_xtb(minimum: Atoms, settings: PriorSettings, folder: Path, tag: 
     return frames[: settings.frames], failed, seconds
 
 
-def build_prior(structures: list[Atoms], root: str | Path, settings: PriorSettings | None = None, progress: bool = True) -> PriorReport:
+def build_prior(structures: list[Atoms], root: str | Path, settings: PriorConfig | None = None, seed: int = 0,
+                progress: bool = True) -> PriorReport:
     """The molecule prior of the molecules among `structures` (one per formula), in
     `root`/prior-<digest>/; reused when it exists there."""
     from .train import load_config, train
 
-    s = settings or PriorSettings()
-    molecules = distinct_molecules(structures)
-    if not molecules:
+    s = settings or PriorConfig()
+    level = XTBLevel(method=s.method)
+    if not structures:
         raise ValueError("a molecule prior needs at least one structure")
-    for atoms in molecules:
+    for atoms in structures:
         check_xtb_structure(atoms)  # named errors (periodic cells, elements xTB lacks) before any work
-    folder = Path(root) / f"prior-{prior_digest(molecules, s)}"
+    molecules = distinct_molecules(structures)
+    folder = Path(root) / f"prior-{prior_digest(molecules, s, seed)}"
     folder.mkdir(parents=True, exist_ok=True)
     manifest_path = folder / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"xtb_wall_s": 0.0}
@@ -151,10 +124,10 @@ def build_prior(structures: list[Atoms], root: str | Path, settings: PriorSettin
         frames, failed = [], 0
         for k, atoms in enumerate(molecules):
             begin = time.perf_counter()
-            minimum = xtb_minimum(atoms, s.level)
-            manifest["xtb_wall_s"] += time.perf_counter() - begin
             try:
-                sampled, skipped, seconds = sample_with_xtb(minimum, s, folder, f"molecule{k}", progress)
+                minimum = xtb_minimum(atoms, level)
+                manifest["xtb_wall_s"] += time.perf_counter() - begin
+                sampled, skipped, seconds = sample_with_xtb(minimum, s, level, seed, folder, f"molecule{k}", progress)
             except XTBConvergenceError as error:
                 raise RuntimeError(f"xTB could not treat {atoms.get_chemical_formula()}: {error}") from None
             frames += sampled
@@ -165,11 +138,11 @@ def build_prior(structures: list[Atoms], root: str | Path, settings: PriorSettin
                                f"{s.n_valid}")
         write(frames_file, frames, format="extxyz")
         manifest.update(n_frames=len(frames), n_failed_runs=failed, formulae=[a.get_chemical_formula() for a in molecules],
-                        level=asdict(s.level), settings=s.to_dict())
+                        level=asdict(level), settings=asdict(s), seed=seed)
         write_text_atomically(manifest_path, json.dumps(manifest, indent=2))
     overrides = [f"output_dir={folder}", "name=fit", f"data.train={frames_file}", "data.protocol=null", f"data.n_valid={s.n_valid}",
-                 f"optim.epochs={s.epochs}", f"optim.patience={s.epochs}", f"seed={s.seed}", "resume=true",
-                 "description=" + json.dumps(f"molecule prior: {s.level.label()} MD frames at {s.temperature_K:g} K")]
+                 f"optim.epochs={s.epochs}", f"optim.patience={s.epochs}", f"seed={seed}", "resume=true",
+                 "description=" + json.dumps(f"molecule prior: {level.label()} MD frames at {s.temperature_K:g} K")]
     if s.init:
         overrides.append(f"init={s.init}")
     config = load_config("own-data", overrides)
@@ -180,3 +153,23 @@ def build_prior(structures: list[Atoms], root: str | Path, settings: PriorSettin
                        n_failed_runs=manifest["n_failed_runs"], xtb_wall_s=round(manifest["xtb_wall_s"], 1),
                        fit_wall_s=summary["train_wall_s"], valid_forces_mae_meV_per_A=summary["valid"]["forces_mae_meV_per_A"],
                        folder=folder)
+
+
+def train_with_prior(config: TrainConfig, progress: bool = True) -> dict:
+    """`train(config)`, after building `config.prior` for the molecules of its training data
+    (under `output_dir`/priors/) and starting from it; the summary gains the prior's cost."""
+    from .data import read_structures
+    from .train import train
+
+    if config.prior is None:
+        return train(config, progress)
+    d = config.data
+    structures = read_structures(d.train, energy_unit=d.energy_unit, labels=d.labels, energy_key=d.energy_key, forces_key=d.forces_key,
+                                 forces_unit=d.forces_unit)
+    report = build_prior(structures, Path(config.output_dir) / "priors", config.prior, config.seed, progress)
+    logger.info("molecule prior: %d %s frames (%.0f s), fit %.0f s, held-out xTB forces %.1f meV/Å; %s", report.n_frames,
+                config.prior.method, report.xtb_wall_s, report.fit_wall_s, report.valid_forces_mae_meV_per_A, report.model)
+    summary = train(replace(config, init=str(report.model), prior=None), progress)
+    return {**summary, "prior": {"model": str(report.model), "n_frames": report.n_frames, "n_failed_runs": report.n_failed_runs,
+                                 "xtb_wall_s": report.xtb_wall_s, "fit_wall_s": report.fit_wall_s,
+                                 "valid_xtb_forces_mae_meV_per_A": report.valid_forces_mae_meV_per_A}}

@@ -13,9 +13,9 @@ import numpy as np
 from ase import Atoms
 
 from ..data import check_structure
+from ..options import XTB_METHODS
 from .cache import ReferenceResult, cache_path, load_result, store_result
 
-XTB_METHODS = ("GFN2-xTB", "GFN1-xTB")
 MAX_ATOMIC_NUMBER = 86  # tblite's GFN parametrisations stop at radon
 
 

@@ -126,6 +126,37 @@ class DenoiseConfig:
             raise ValueError(f"denoise.mode must be one of {DENOISE_MODES}, got {self.mode!r}")
 
 
+@dataclass(frozen=True)
+class PriorConfig:
+    """A molecule prior learned before the fine-tune (anids_md/prior.py): the molecules of the
+    training data at a cheap level (GFN2-xTB), sampled by Langevin MD, and a short fit on them
+    that the fine-tune starts from. Lengths Å, times fs, temperatures K."""
+
+    method: str = "GFN2-xTB"  # GFN2-xTB | GFN1-xTB (tblite)
+    temperature_K: float = 500.0
+    frames: int = 1000  # per molecule, spread over the starts
+    starts: int = 4  # independent MD runs from the xTB minimum, each with its own velocities
+    equilibration_steps: int = 2000  # 1 ps of 0.5 fs steps before a run's frames are kept
+    interval: int = 40  # MD steps between kept frames (20 fs)
+    timestep_fs: float = 0.5
+    friction_per_fs: float = 0.01
+    epochs: int = 60  # of the fit on the xTB frames
+    n_valid: int = 50  # xTB frames held out to select the fit's best epoch
+    init: str | None = None  # checkpoint the prior's fit starts from (None: from scratch)
+
+    def __post_init__(self):
+        for name in ("frames", "starts", "interval", "epochs", "n_valid"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"prior.{name} must be a whole number of at least 1, got {value!r}")
+        if not (isinstance(self.equilibration_steps, int) and self.equilibration_steps >= 0):
+            raise ValueError(f"prior.equilibration_steps must be a whole number, 0 or more, got {self.equilibration_steps!r}")
+        if not (self.temperature_K > 0 and self.timestep_fs > 0 and self.friction_per_fs >= 0):
+            raise ValueError("prior.temperature_K and prior.timestep_fs must be positive, prior.friction_per_fs 0 or more")
+        if self.frames <= self.n_valid:
+            raise ValueError(f"prior.frames ({self.frames}) must exceed prior.n_valid ({self.n_valid})")
+
+
 @dataclass
 class TrainConfig:
     name: str = "model"
@@ -146,9 +177,13 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     denoise: DenoiseConfig = field(default_factory=DenoiseConfig)
+    # a molecule prior built first and used as init (anids-md train builds it; anids_md.prior.train_with_prior)
+    prior: PriorConfig | None = None
 
     def __post_init__(self):
         check_run_name(self.name)
+        if self.prior is not None and self.init is not None:
+            raise ValueError("prior: and init: both choose the starting weights; set prior.init to start the prior's fit from a checkpoint")
 
     @property
     def run_dir(self) -> Path:
@@ -206,9 +241,12 @@ def _build(cls, values: dict, where: str):
     kwargs = {}
     for name, value in values.items():
         default = getattr(defaults, name)
+        optional = [OPTIONAL_SECTIONS[t.strip()] for t in types[name].split("|") if t.strip() in OPTIONAL_SECTIONS]
         if dataclasses.is_dataclass(default) and not dataclasses.is_dataclass(value):
             # fill from the field's own default (e.g. the pretraining optimiser's), not the class's
             value = _build(type(default), {**_shallow(default), **value}, f"{where}.{name}")
+        elif optional and isinstance(value, dict):  # a section that is off (null) unless given
+            value = _build(optional[0], value, f"{where}.{name}")
         else:
             value = _typed(value, types[name], f"{where}.{name}")
         kwargs[name] = value
@@ -216,6 +254,9 @@ def _build(cls, values: dict, where: str):
         return cls(**kwargs)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{where}: {error}") from None
+
+
+OPTIONAL_SECTIONS = {"PriorConfig": PriorConfig}
 
 
 def _typed(value, annotation: str, where: str):

@@ -122,7 +122,6 @@ def prepare_model_config(config: TrainConfig, train_structures, graphs, pretrain
         m.force_scale = stats.force_scale
 
 
-@torch.no_grad()
 def align_energy_shift(model: ForceField, graphs: list) -> None:
     """Move the model's per-atom energy shift so that its mean energy error per atom on the
     labelled `graphs` is zero. A model trained at another level of theory (a molecule prior on

@@ -30,8 +30,8 @@ def build_prior_in_process(molecule: str, data: Path, runs: Path, seed: int) -> 
     import sys
 
     code = (
-        "import json, sys; from anids_md.data import read_rmd17; from anids_md.prior import PriorSettings, build_prior; "
-        "r = build_prior(read_rmd17(sys.argv[1], frames=[0]), sys.argv[2], PriorSettings(seed=int(sys.argv[3])), progress=False); "
+        "import json, sys; from anids_md.data import read_rmd17; from anids_md.prior import build_prior; "
+        "r = build_prior(read_rmd17(sys.argv[1], frames=[0]), sys.argv[2], seed=int(sys.argv[3]), progress=False); "
         "print(json.dumps({'model': str(r.model), 'n_frames': r.n_frames, 'n_failed_runs': r.n_failed_runs, "
         "'xtb_wall_s': r.xtb_wall_s, 'fit_wall_s': r.fit_wall_s, 'valid_xtb_forces_mae_meV_per_A': r.valid_forces_mae_meV_per_A}))"
     )

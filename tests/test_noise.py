@@ -122,3 +122,31 @@ def test_empty_selection_and_bad_covariance():
         draw_noise(cov, SIGMA_P, atoms=torch.tensor([4, 7, 9]))
     with pytest.raises(ValueError, match="unknown noise model"):
         covariance("gaussian", torch.zeros(2))
+
+
+def test_the_isotropic_model_weights_its_denoising_loss_by_sigma_squared():
+    """DenoiseVAE's eq. 6, Σ_i σ_i² ‖x̂_i − (x − x̃)/σ_i²‖², in the package's units (targets
+    scaled by σ_p): per-atom weights σ_i²/σ_p², against its closed form on a hand-made batch."""
+    from ase.build import molecule
+
+    from anids_md.data import graph_from_atoms
+    from anids_md.noise import Covariances, NoiseConfig, corrupt
+    from anids_md.train.losses import vector_error
+
+    graph = graph_from_atoms(molecule("H2O"), 4.0)
+    sigma = torch.tensor([0.05, 0.2, 0.1], dtype=torch.float64)
+    cov = Covariances(sigma[:, None, None] ** 2 * torch.eye(3, dtype=torch.float64), None)
+    atoms = torch.arange(3)
+    rng = torch.Generator().manual_seed(0)
+    corruption = corrupt(NoiseConfig(kind="isotropic", sigma_prior=0.1), graph, cov, atoms, 4.0, rng)
+    torch.testing.assert_close(corruption.weights, torch.tensor([0.25, 4.0, 1.0], dtype=torch.float64))
+    epsilon = (corruption.graph.positions - graph.positions) / sigma[:, None]  # the standard normal draws
+    torch.testing.assert_close(corruption.target, 0.1 * epsilon / sigma[:, None])
+    predicted = torch.tensor([[0.1, -0.2, 0.3], [0.0, 0.5, -0.1], [1.0, 1.0, 1.0]], dtype=torch.float64)
+    error = predicted - corruption.target
+    # closed form: (1/M) Σ_i (σ_i/σ_p)² |x̂_i − target_i|² / 3
+    expected = sum((sigma[i] / 0.1) ** 2 * (error[i] ** 2).sum() / 3 for i in range(3)) / 3
+    torch.testing.assert_close(vector_error(error, "mse", corruption.weights), expected)
+    assert abs(float(vector_error(error, "mse")) - float(expected)) > 1e-3  # the weights matter here
+    for kind in ("fixed", "anisotropic"):  # the other models are not reweighted
+        assert corrupt(NoiseConfig(kind=kind, sigma=0.1), graph, Covariances(cov.matrices, torch.ones(3)), atoms, 4.0, rng).weights is None

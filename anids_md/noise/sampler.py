@@ -75,6 +75,10 @@ class Corruption:
     target: torch.Tensor  # (M, 3) denoising target σ_p L^{-T} ε
     kl: torch.Tensor  # () mean KL over the corrupted atoms
     hinge: torch.Tensor  # () anisotropy hinge over the corrupted atoms (0 if not anisotropic)
+    # (M,) per-atom weights of the denoising loss: σ_i²/σ_p² for the isotropic model (DenoiseVAE's
+    # eq. 6, so that an atom with a small σ_i, whose target σ_p ε/σ_i is large, does not dominate);
+    # None (all 1) otherwise
+    weights: torch.Tensor | None = None
 
 
 def corrupt(
@@ -87,7 +91,10 @@ def corrupt(
     positions = graph.positions.index_add(0, atoms, draw.displacement.to(graph.positions.dtype))
     noisy = rebuild_edges(replace(graph, positions=positions), cutoff)
     hinge = anisotropy_hinge(cov.gamma_sum[atoms], config.kappa) if cov.gamma_sum is not None else positions.new_zeros(())
-    return Corruption(noisy, draw.target, masked_mean(draw.kl), hinge)
+    weights = None
+    if config.kind == "isotropic":
+        weights = torch.diagonal(cov.matrices[atoms], dim1=-2, dim2=-1).mean(-1) / config.prior_scale**2  # σ_i²/σ_p²
+    return Corruption(noisy, draw.target, masked_mean(draw.kl), hinge, weights)
 
 
 def regulariser(config: NoiseConfig, corruption: Corruption) -> torch.Tensor:

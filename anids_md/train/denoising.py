@@ -70,28 +70,30 @@ class AuxiliaryDenoising(nn.Module):
                 noisy = [i for i, c in zip(indices, chosen) if c]
                 sub = collate([self.graphs[i] for i in noisy]).to(dtype=batch.positions.dtype)
                 mask = torch.from_numpy(picked[in_chosen]).to(sub.positions.device)
-                graph, target, features, atoms = self._corrupt(model, sub, noisy, mask, noise_rng)
+                corruption, features, atoms = self._corrupt(model, sub, noisy, mask, noise_rng)
+                graph = corruption.graph
                 encoding = model.predict(graph, compute_forces=False, initial=features)["encoding"]
-                denoise = vector_error(self.head(encoding, graph.edge_index)[atoms] - target, self.form)
+                denoise = vector_error(self.head(encoding, graph.edge_index)[atoms] - corruption.target, self.form, corruption.weights)
             return {**losses, "loss": losses["loss"] + weight * denoise, "denoise": denoise.detach()}
         mask = torch.from_numpy(picked).to(batch.positions.device)
-        graph, target, features, atoms = self._corrupt(model, batch, indices, mask, noise_rng)
+        corruption, features, atoms = self._corrupt(model, batch, indices, mask, noise_rng)
+        graph = batch if corruption is None else corruption.graph
         out = model.predict(graph, compute_forces=True, create_graph=True, initial=features)
         # forces only on the atoms left in place: a displaced atom's label is its denoising target
         losses = energy_force_terms(out, batch, model.config.force_scale, energy_weight, forces_weight, self.form, ~mask)
         if len(atoms):
-            denoise = vector_error(self.head(out["encoding"], graph.edge_index)[atoms] - target, self.form)
+            denoise = vector_error(self.head(out["encoding"], graph.edge_index)[atoms] - corruption.target, self.form, corruption.weights)
         else:
             denoise = losses["loss"].new_zeros(())
         return {**losses, "loss": losses["loss"] + weight * denoise, "denoise": denoise.detach()}
 
     def _corrupt(self, model: ForceField, batch: AtomicGraph, indices, mask: torch.Tensor, noise_rng):
-        """The batch (of training structures `indices`) with the atoms in `mask` displaced, their
-        denoising targets, the force encoding, and the displaced atoms' indices."""
+        """The corruption of the batch (of training structures `indices`) with the atoms in `mask`
+        displaced (None when there are none), the force encoding, and the displaced atoms' indices."""
         atoms = torch.nonzero(mask).squeeze(-1)
         if not len(atoms):
-            return batch, batch.positions.new_zeros(0, 3), None, atoms
+            return None, None, atoms
         cov = torch.cat([self.covariances[i] for i in indices])
         corruption = corrupt(self.noise, batch, Covariances(cov, None), atoms, self.cutoff, noise_rng)
         features = self.force_encoding(batch.forces / model.config.force_scale, mask)
-        return corruption.graph, corruption.target, features, atoms
+        return corruption, features, atoms

@@ -20,11 +20,11 @@ def scalar_error(error: torch.Tensor, form: str) -> torch.Tensor:
     return masked_mean(error.pow(2) if form == "mse" else error.abs())
 
 
-def vector_error(error: torch.Tensor, form: str) -> torch.Tensor:
-    """(M, 3) errors: mean squared component (mse) or mean Euclidean norm (dens); 0 when M = 0."""
-    if form == "mse":
-        return masked_mean(error.pow(2)) / 3.0
-    return masked_mean(torch.linalg.vector_norm(error, dim=-1))
+def vector_error(error: torch.Tensor, form: str, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """(M, 3) errors: mean squared component (mse) or mean Euclidean norm (dens), each atom's
+    term multiplied by its weight when `weights` (M,) are given; 0 when M = 0."""
+    per_atom = error.pow(2).sum(-1) / 3.0 if form == "mse" else torch.linalg.vector_norm(error, dim=-1)
+    return masked_mean(per_atom if weights is None else weights.to(per_atom.dtype) * per_atom)
 
 
 def energy_force_terms(out: dict, batch: AtomicGraph, scale: float, energy_weight: float, forces_weight: float,

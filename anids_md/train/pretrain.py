@@ -42,7 +42,7 @@ class DenoisingPretraining(nn.Module):
         corruption = corrupt(self.noise, batch, cov, atoms, self.force_field.config.cutoff, rng)
         encoding = self.force_field.encoder(corruption.graph)  # the trunk only: no energy in pretraining
         predicted = self.head(encoding, corruption.graph.edge_index)
-        denoise = vector_error(predicted - corruption.target, self.loss_form)
+        denoise = vector_error(predicted - corruption.target, self.loss_form, corruption.weights)
         loss = denoise + regulariser(self.noise, corruption)
         return {"loss": loss, "denoise": denoise.detach(), "kl": corruption.kl.detach(), "hinge": corruption.hinge.detach()}
 

@@ -196,3 +196,33 @@ def test_denoising_recipe_runs_from_the_shipped_pretraining(tmp_path):
 
     model, _ = load_checkpoint(tmp_path / "recipe" / "model.safetensors")
     assert summary["test"]["forces_mae_meV_per_A"] == pytest.approx(evaluate(model, read_rmd17(frames))["forces_mae_meV_per_A"], rel=1e-5)
+
+
+def test_a_jointly_trained_generator_adds_kl_and_hinge_and_gets_gradients(tmp_path, frames_file, pretrained):  # noqa: F811
+    """AniDS eq. 27: with denoise.train_generator the loss gains λ_KL·KL + λ_γ·L_γ of the displaced
+    atoms (closed forms here, from the generator's own covariances), and only then does the
+    generator receive gradients."""
+    common = ["denoise.kind=anisotropic", "denoise.mode=dens", "denoise.probability=1", "denoise.atom_ratio=1", "denoise.weight=0",
+              "optim.epochs=1"]
+    frozen = finetune(tmp_path / "frozen", frames_file, pretrained, *common)
+    assert not any("generator" in n for n, _ in frozen.trainable.named_parameters())
+    joint = finetune(tmp_path / "joint", frames_file, pretrained, *common, "denoise.train_generator=true")
+    assert any(n.startswith("denoising.generator.") for n, _ in joint.trainable.named_parameters())
+    batch = collate(joint.train_graphs[:3]).to(dtype=torch.float32)
+    d = joint.denoising
+
+    def loss(kl_weight, gamma_weight):
+        d.kl_weight, d.gamma_weight = kl_weight, gamma_weight
+        return d.loss(joint.model, batch, [0, 1, 2], 0.0, 1.0, 10.0, np.random.default_rng(0), torch.Generator().manual_seed(3))["loss"]
+
+    base, weighted = loss(0.0, 0.0), loss(2.0, 3.0)
+    cov = d.learned(batch)
+    matrices = cov.matrices.double() * d.calibration
+    prior = 0.05**2  # denoise.mean_scale_A
+    kl = 0.5 * (torch.diagonal(matrices, dim1=-2, dim2=-1).sum(-1) / prior - 3 + 3 * np.log(prior) - torch.logdet(matrices))
+    hinge = torch.clamp(0.3 - cov.gamma_sum.double(), min=0) ** 2
+    assert float(weighted - base) == pytest.approx(float(2 * kl.mean() + 3 * hinge.mean()), rel=1e-4)
+    assert float(kl.mean()) > 1e-3  # the terms are not trivially zero
+    weighted.backward()
+    gradients = [p.grad for n, p in joint.trainable.named_parameters() if n.startswith("denoising.generator.")]
+    assert any(g is not None and float(g.abs().max()) > 0 for g in gradients)

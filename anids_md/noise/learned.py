@@ -9,7 +9,7 @@ import torch
 
 from ..data import AtomicGraph, rebuild_edges
 from ..nn.generator import NoiseGenerator
-from .sampler import NoiseConfig, structure_covariances
+from .sampler import Covariances, NoiseConfig, structure_covariances
 
 
 class LearnedNoise:
@@ -31,19 +31,27 @@ class LearnedNoise:
     def kind(self) -> str:
         return self.config.kind
 
+    def __call__(self, graph: AtomicGraph) -> Covariances:
+        """Σ_i (Å², the generator's dtype) and, for anisotropic models, Σ_j γ_ij of the clean
+        structure(s) of `graph`, its edges rebuilt at the generator's cutoff; differentiable, for
+        training the generator jointly."""
+        parameter = next(self.generator.parameters())
+        graph = rebuild_edges(graph.to(parameter.device, parameter.dtype), self.generator.config.cutoff)
+        return structure_covariances(self.config, graph, self.generator)
+
     @torch.no_grad()
     def covariances(self, graphs: list[AtomicGraph], mean_scale_A: float | None = None) -> list[torch.Tensor]:
-        """Σ_i (N, 3, 3) in Å², float64, of each clean structure, its edges rebuilt at the
-        generator's cutoff. With `mean_scale_A`, all are rescaled by one factor so that the mean
-        over their atoms of √(tr Σ_i / 3) is that scale: each atom keeps its learned shape and
-        its scale relative to the others."""
-        parameter = next(self.generator.parameters())
-        matrices = []
-        for graph in graphs:
-            graph = rebuild_edges(graph.to(parameter.device, parameter.dtype), self.generator.config.cutoff)
-            matrices.append(structure_covariances(self.config, graph, self.generator).matrices.double())
+        """Σ_i (N, 3, 3) in Å², float64, of each clean structure. With `mean_scale_A`, all are
+        rescaled by one factor (`calibration`) so that the mean over their atoms of √(tr Σ_i / 3)
+        is that scale: each atom keeps its learned shape and its scale relative to the others."""
+        matrices = [self(graph).matrices.double() for graph in graphs]
         if mean_scale_A is not None:
-            traces = torch.cat([torch.diagonal(c, dim1=-2, dim2=-1).sum(-1) for c in matrices])
-            factor = (mean_scale_A / float(torch.sqrt(traces / 3.0).mean())) ** 2
+            factor = calibration(matrices, mean_scale_A)
             matrices = [c * factor for c in matrices]
         return matrices
+
+
+def calibration(matrices: list[torch.Tensor], mean_scale_A: float) -> float:
+    """The factor that moves the mean over all atoms of √(tr Σ_i / 3) to `mean_scale_A` (Å)."""
+    traces = torch.cat([torch.diagonal(c, dim1=-2, dim2=-1).sum(-1) for c in matrices])
+    return (mean_scale_A / float(torch.sqrt(traces / 3.0).mean())) ** 2

@@ -109,7 +109,12 @@ class DenoiseConfig:
     # rmd17-50 (benchmarks/results/denoise_modes_rmd17-50.json); separate never fits a label to a
     # displaced structure.
     mode: str = "separate"
-    generator: str | None = None  # checkpoint holding the frozen generator (default: `init`)
+    generator: str | None = None  # checkpoint holding the generator (default: `init`)
+    # AniDS eq. 27: train the generator with the model (its covariances recomputed every step,
+    # KL to N(0, mean_scale² I) and the γ hinge on the displaced atoms); frozen otherwise
+    train_generator: bool = False
+    kl_weight: float = 1.0  # λ_KL, with train_generator
+    gamma_weight: float = 1.0  # λ_γ, with train_generator (anisotropic models)
 
     def __post_init__(self):
         for name in ("probability", "atom_ratio"):
@@ -122,6 +127,10 @@ class DenoiseConfig:
             raise ValueError(f"denoise.mean_scale_A must be positive (Å), got {self.mean_scale_A}")
         if self.weight is not None and not self.weight >= 0:
             raise ValueError(f"denoise.weight must be 0 or more, got {self.weight}")
+        if self.train_generator and self.kind in ("none", "fixed"):
+            raise ValueError(f"denoise.train_generator needs a learned noise model, not denoise.kind={self.kind}")
+        if not (self.kl_weight >= 0 and self.gamma_weight >= 0):
+            raise ValueError("denoise.kl_weight and denoise.gamma_weight must be 0 or more")
         if self.mode not in DENOISE_MODES:
             raise ValueError(f"denoise.mode must be one of {DENOISE_MODES}, got {self.mode!r}")
 

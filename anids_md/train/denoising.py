@@ -16,14 +16,16 @@ from ..checkpoint import load_denoising_head
 from ..data import AtomicGraph, collate
 from ..nn import DenoisingHead, ForceField
 from ..noise import Covariances, ForceEncoding, LearnedNoise, NoiseConfig, corrupt, structure_covariances
+from ..noise.learned import calibration
 from .config import TrainConfig
 from .losses import energy_force_loss, energy_force_terms, vector_error
 
 
 class AuxiliaryDenoising(nn.Module):
-    """The trained force encoding and denoising head (from `init` when it holds one), and each
-    training structure's noise covariances, computed once: the generator is frozen and reads
-    only the clean structure."""
+    """The trained force encoding and denoising head (from `init` when it holds one), and the
+    noise: each training structure's covariances computed once from the frozen generator (it
+    reads only the clean structure), or, with `denoise.train_generator`, recomputed every step
+    by a generator trained with the model (AniDS eq. 27: KL and γ hinge added to the loss)."""
 
     def __init__(self, config: TrainConfig, model: ForceField, train_graphs: list[AtomicGraph]):
         super().__init__()
@@ -44,7 +46,13 @@ class AuxiliaryDenoising(nn.Module):
             learned = LearnedNoise.from_checkpoint(source, device=train_graphs[0].positions.device)
             if learned.kind != d.kind:
                 raise ValueError(f"the generator in {source} was pretrained with {learned.kind!r} noise, not {d.kind!r}")
-            self.covariances = learned.covariances(train_graphs, d.mean_scale_A)
+            raw = learned.covariances(train_graphs)
+            self.calibration = calibration(raw, d.mean_scale_A)
+            self.covariances = [c * self.calibration for c in raw]
+        self.learned = None
+        if d.train_generator:  # the calibration of the start is kept, so the noise starts as the frozen one would
+            self.learned, self.generator = learned, learned.generator  # registered: the optimiser updates it
+            self.kl_weight, self.gamma_weight = d.kl_weight, d.gamma_weight
         self.force_encoding = ForceEncoding(model.config.channels, model.config.lmax)
         self.head = (load_denoising_head(config.init, model.config) if config.init else None) or DenoisingHead(model.config)
 
@@ -74,6 +82,7 @@ class AuxiliaryDenoising(nn.Module):
                 graph = corruption.graph
                 encoding = model.predict(graph, compute_forces=False, initial=features)["encoding"]
                 denoise = vector_error(self.head(encoding, graph.edge_index)[atoms] - corruption.target, self.form, corruption.weights)
+                losses["loss"] = losses["loss"] + self._generator_terms(corruption)
             return {**losses, "loss": losses["loss"] + weight * denoise, "denoise": denoise.detach()}
         mask = torch.from_numpy(picked).to(batch.positions.device)
         corruption, features, atoms = self._corrupt(model, batch, indices, mask, noise_rng)
@@ -83,9 +92,16 @@ class AuxiliaryDenoising(nn.Module):
         losses = energy_force_terms(out, batch, model.config.force_scale, energy_weight, forces_weight, self.form, ~mask)
         if len(atoms):
             denoise = vector_error(self.head(out["encoding"], graph.edge_index)[atoms] - corruption.target, self.form, corruption.weights)
+            losses["loss"] = losses["loss"] + self._generator_terms(corruption)
         else:
             denoise = losses["loss"].new_zeros(())
         return {**losses, "loss": losses["loss"] + weight * denoise, "denoise": denoise.detach()}
+
+    def _generator_terms(self, corruption) -> torch.Tensor:
+        """λ_KL·KL + λ_γ·L_γ of the displaced atoms when the generator is trained (eq. 27), else 0."""
+        if self.learned is None:
+            return corruption.kl.new_zeros(())
+        return self.kl_weight * corruption.kl + self.gamma_weight * corruption.hinge
 
     def _corrupt(self, model: ForceField, batch: AtomicGraph, indices, mask: torch.Tensor, noise_rng):
         """The corruption of the batch (of training structures `indices`) with the atoms in `mask`
@@ -93,7 +109,11 @@ class AuxiliaryDenoising(nn.Module):
         atoms = torch.nonzero(mask).squeeze(-1)
         if not len(atoms):
             return None, None, atoms
-        cov = torch.cat([self.covariances[i] for i in indices])
-        corruption = corrupt(self.noise, batch, Covariances(cov, None), atoms, self.cutoff, noise_rng)
+        if self.learned is None:
+            cov = Covariances(torch.cat([self.covariances[i] for i in indices]), None)
+        else:  # recomputed by the generator being trained, with gradients
+            out = self.learned(batch)
+            cov = Covariances(out.matrices.to(batch.positions.dtype) * self.calibration, out.gamma_sum)
+        corruption = corrupt(self.noise, batch, cov, atoms, self.cutoff, noise_rng)
         features = self.force_encoding(batch.forces / model.config.force_scale, mask)
         return corruption, features, atoms

@@ -173,6 +173,39 @@ def cmd_prior(args) -> None:
     print(f"prior model: {report.model} (fine-tune from it: anids-md train --config rmd17-50 init={report.model} ...)")
 
 
+def xtb_data_arguments(p) -> None:
+    from .foundation import DatasetSettings
+
+    d = DatasetSettings()
+    p.add_argument("-o", "--output", required=True, help="folder of the shards and manifest.json (a restarted build resumes there)")
+    p.add_argument("--molecules", type=_count, help="a seeded random subset of QM9 of this many molecules (default all of H C N O F)")
+    p.add_argument("--conformers", type=_count, default=d.conformers, help="per molecule, at temperatures spread over the range")
+    p.add_argument("--min-temperature", type=_positive, default=d.min_temperature_K, help="K")
+    p.add_argument("--max-temperature", type=_positive, default=d.max_temperature_K, help="K")
+    p.add_argument("--shard-molecules", type=_count, default=d.shard_molecules, help="molecules per shard")
+    p.add_argument("--method", choices=XTB_METHODS, default=d.method, help="xTB level (tblite)")
+    p.add_argument("--workers", type=_count, default=1, help="labelling processes (one thread each)")
+    p.add_argument("--executor", choices=EXECUTORS, default="local", help="local process pool, or a Dask cluster")
+    p.add_argument("--scheduler", help="Dask scheduler address (with --executor dask)")
+    p.add_argument("--seed", type=int, default=d.seed, help="the subset and the displacements")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def cmd_xtb_data(args) -> None:
+    from .data import read_qm9
+    from .fit.process import termination_as_interrupt
+    from .foundation import DatasetSettings, build_dataset
+    from .reference.labelling import labelling_pool
+
+    settings = DatasetSettings(conformers=args.conformers, min_temperature_K=args.min_temperature, max_temperature_K=args.max_temperature,
+                               shard_molecules=args.shard_molecules, method=args.method, seed=args.seed)
+    molecules = read_qm9(elements=[1, 6, 7, 8, 9], limit=args.molecules, seed=args.seed)
+    with termination_as_interrupt(), labelling_pool(args.executor, args.workers, 1, args.scheduler) as executor:
+        manifest = build_dataset(molecules, args.output, settings, executor, progress=not args.quiet)
+    print(f"{manifest['frames']} frames of {len(molecules)} molecules in {len(manifest['shards'])} shards "
+          f"({manifest['skipped_scf']} skipped: SCF not converged), {manifest['wall_s']:.0f} s; train on {args.output}/manifest.json")
+
+
 def pretrain_arguments(p) -> None:
     p.add_argument("--config", help="a packaged recipe by name (pretrain_qm9) or a YAML file")
     p.add_argument("overrides", nargs="*", help="section.key=value, e.g. noise.kind=anisotropic optim.max_steps=1000; "
@@ -502,6 +535,7 @@ def cmd_demo(args) -> None:
 COMMANDS = [
     ("train", "train a force field from a YAML config", train_arguments, cmd_train, True),
     ("prior", "a molecule prior: xTB minimum, Langevin MD with xTB, a short fit on the frames", prior_arguments, cmd_prior, True),
+    ("xtb-data", "non-equilibrium QM9 conformers labelled with GFN2-xTB, in resumable shards", xtb_data_arguments, cmd_xtb_data, True),
     ("pretrain", "denoising pretraining (QM9 or your structures); torchrun for several processes", pretrain_arguments, cmd_pretrain, True),
     ("noise", "per-atom noise covariances of a pretrained generator for a structure", noise_arguments, cmd_noise, True),
     ("evaluate", "energy and force errors of a checkpoint on labelled data", evaluate_arguments, cmd_evaluate, True),

@@ -132,11 +132,16 @@ def read_ase(path: str | Path, index: str | int | slice = ":", energy_unit: str 
 def read_structures(path: str | Path, frames=None, energy_unit: str | None = None, labels: str = "rmd17",
                     energy_key: str = "energy", forces_key: str = "forces", require_labels: bool = True,
                     forces_unit: str | None = None) -> list[Atoms]:
-    """Read (labelled, unless not `require_labels`) frames: rMD17 npz files or anything ASE
-    reads (by file suffix; see `read_ase` for the keys)."""
+    """Read (labelled, unless not `require_labels`) frames: rMD17 npz files, the manifest.json of
+    labelled shards, or anything ASE reads (by file suffix; see `read_ase` for the keys)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
+    from .shards import is_manifest, read_shards
+
+    if is_manifest(path):  # shards of labelled frames in eV and eV/Å (anids_md.foundation)
+        structures = read_shards(path)
+        return structures if frames is None else [structures[k] for k in np.arange(len(structures))[frames]]
     if path.suffix == ".npz":
         if energy_unit not in (None, "kcal/mol") or forces_unit not in (None, "kcal/mol/Å"):
             raise ValueError("rMD17 npz files are in kcal/mol and kcal/mol/Å; do not pass other units")

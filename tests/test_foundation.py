@@ -1,0 +1,82 @@
+"""The xTB data builder of the foundation: deterministic shards with a manifest, resumption
+without relabelling, SCF failures counted, corrupt shards named, shards readable for training."""
+
+from concurrent.futures import Executor, Future
+
+import numpy as np
+import pytest
+from ase.build import molecule
+
+import anids_md.foundation as foundation
+from anids_md.data import read_structures
+from anids_md.foundation import DatasetSettings, build_dataset
+from anids_md.reference.xtb import xtb_energy_forces
+from anids_md.train import Trainer
+
+from .conftest import tiny_run
+
+MOLECULES = ["CH4", "H2O", "NH3", "CH3OH", "HCOOH"]
+SETTINGS = DatasetSettings(conformers=2, shard_molecules=2)
+
+
+class Inline(Executor):
+    """Runs each task when it is submitted, in this process: calls can be counted and interrupted."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as error:  # noqa: B036 (an interrupt travels as the future's exception)
+            future.set_exception(error)
+        return future
+
+
+def counted(monkeypatch, fail_at=None, interrupt_at=None) -> list:
+    calls, real = [], foundation.label_frame
+
+    def label(numbers, positions, method):
+        calls.append(1)
+        if len(calls) == interrupt_at:
+            raise KeyboardInterrupt
+        return None if len(calls) == fail_at else real(numbers, positions, method)
+
+    monkeypatch.setattr(foundation, "label_frame", label)
+    return calls
+
+
+def test_shards_are_deterministic_labelled_and_readable_for_training(tmp_path, monkeypatch):
+    molecules = [molecule(name) for name in MOLECULES]
+    manifest = build_dataset(molecules, tmp_path / "a", SETTINGS, Inline(), progress=False)
+    assert len(manifest["shards"]) == 3 and manifest["frames"] == 10 and manifest["skipped_scf"] == 0
+    frames = read_structures(tmp_path / "a" / "manifest.json")
+    assert len(frames) == 10 and frames[3].info["molecule"] == 1 and frames[3].info["conformer"] == 1
+    energy, forces = xtb_energy_forces(frames[7])
+    assert frames[7].get_potential_energy() == pytest.approx(energy, abs=1e-8)
+    np.testing.assert_allclose(frames[7].get_forces(), forces, atol=1e-5)  # stored in float32
+    assert np.abs(frames[0].positions - molecules[0].positions).max() > 0.01  # displaced, not the equilibrium structure
+    again = build_dataset(molecules, tmp_path / "b", SETTINGS, Inline(), progress=False)
+    assert [s["sha256"] for s in again["shards"]] == [s["sha256"] for s in manifest["shards"]]
+    trainer = Trainer(tiny_run(tmp_path, tmp_path / "a" / "manifest.json", "optim.epochs=1"), progress=False)
+    assert len(trainer.train_graphs) == 6  # 10 frames, 4 held out
+
+
+def test_a_killed_build_resumes_without_relabelling(tmp_path, monkeypatch):
+    molecules = [molecule(name) for name in MOLECULES]
+    calls = counted(monkeypatch, interrupt_at=6)  # during the second shard (frames 5-8)
+    with pytest.raises(KeyboardInterrupt):
+        build_dataset(molecules, tmp_path, SETTINGS, Inline(), progress=False)
+    calls = counted(monkeypatch)
+    manifest = build_dataset(molecules, tmp_path, SETTINGS, Inline(), progress=False)
+    assert len(calls) == 6 and manifest["frames"] == 10  # shards 2 and 3 only: 4 + 2 frames
+
+
+def test_an_scf_failure_is_counted_and_a_corrupt_shard_named(tmp_path, monkeypatch):
+    counted(monkeypatch, fail_at=2)
+    manifest = build_dataset([molecule(name) for name in MOLECULES], tmp_path, SETTINGS, Inline(), progress=False)
+    assert manifest["skipped_scf"] == 1 and manifest["frames"] == 9
+    shard = tmp_path / manifest["shards"][1]["file"]
+    shard.write_bytes(shard.read_bytes()[:-10])
+    with pytest.raises(ValueError, match="does not match the manifest's sha256"):
+        read_structures(tmp_path / "manifest.json")
+    with pytest.raises(ValueError, match="other settings"):
+        build_dataset([molecule("CH4")], tmp_path, SETTINGS, Inline(), progress=False)

@@ -80,3 +80,6 @@ def test_an_scf_failure_is_counted_and_a_corrupt_shard_named(tmp_path, monkeypat
         read_structures(tmp_path / "manifest.json")
     with pytest.raises(ValueError, match="other settings"):
         build_dataset([molecule("CH4")], tmp_path, SETTINGS, Inline(), progress=False)
+    (tmp_path / "manifest.json").write_text("{truncated")
+    with pytest.raises(ValueError, match="not a readable shard manifest"):
+        read_structures(tmp_path / "manifest.json")

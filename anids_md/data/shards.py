@@ -54,12 +54,8 @@ def read_shard(path: Path) -> list[Atoms]:
 
 
 def is_manifest(path: Path) -> bool:
-    if Path(path).name != MANIFEST:
-        return False
-    try:
-        return json.loads(Path(path).read_text()).get("kind") == KIND
-    except (OSError, ValueError):
-        return False
+    """A file named manifest.json is read as a shard manifest (and refused by name if it is not one)."""
+    return Path(path).name == MANIFEST
 
 
 def read_shards(manifest_path: str | Path) -> list[Atoms]:
@@ -67,9 +63,11 @@ def read_shards(manifest_path: str | Path) -> list[Atoms]:
     manifest_path = Path(manifest_path)
     try:
         manifest = json.loads(manifest_path.read_text())
-        shards = manifest["shards"]
-    except (OSError, ValueError, KeyError) as error:
-        raise ValueError(f"{manifest_path}: not a readable shard manifest ({error})") from None
+        shards = manifest["shards"] if manifest.get("kind") == KIND else None
+    except (OSError, ValueError, KeyError, AttributeError) as error:
+        raise ValueError(f"{manifest_path}: not a readable shard manifest ({type(error).__name__}: {error})") from None
+    if shards is None:
+        raise ValueError(f"{manifest_path}: not a manifest of {KIND}")
     frames = []
     for entry in shards:
         path = manifest_path.parent / entry["file"]

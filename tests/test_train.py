@@ -70,3 +70,21 @@ def test_config_errors(tmp_path):
         load_config(None, ["optim.lr"])
     config = load_config("rmd17-50", ["optim.lr=0.001", "model.channels=16"])
     assert config.optim.lr == 0.001 and config.model.channels == 16 and config.data.protocol == "rmd17-50"
+
+
+def test_recipes_refuse_what_they_would_ignore(tmp_path, capsys):
+    from anids_md.cli import main
+
+    # with init, the architecture is the checkpoint's: a model key that contradicts it is refused by name
+    with pytest.raises(SystemExit, match="model.channels=64 \\(the checkpoint has 32\\)"):
+        main(["train", "--config", "rmd17-50-anids", "model.channels=64", f"data.train={tmp_path / 'x.npz'}", f"output_dir={tmp_path}"])
+    with pytest.raises(SystemExit, match="model.force_scale: derived from the training data"):
+        main(["train", "--config", "rmd17-50", "model.force_scale=2", f"data.train={tmp_path / 'x.npz'}"])
+    with pytest.raises(SystemExit, match="config.optim.lr must be a number, got 'fast'"):
+        main(["train", "--config", "rmd17-50", "optim.lr=fast", f"data.train={tmp_path / 'x.npz'}"])
+    assert not list(tmp_path.iterdir())  # nothing was claimed
+    # the rmd17-50-anids recipe is rmd17-50 plus its own keys (base:), and the defaults are rmd17-50's
+    anids, plain = load_config("rmd17-50-anids", ["data.train=x"]), load_config("rmd17-50", ["data.train=x"])
+    assert anids.optim == plain.optim and anids.data == plain.data and anids.init == "qm9-anids"
+    assert anids.denoise.kind == "anisotropic" and plain.denoise.kind == "none"
+    assert load_config(None, ["data.train=x"]).optim == plain.optim

@@ -141,7 +141,7 @@ def cmd_train(args) -> None:
 
 
 def prior_arguments(p) -> None:
-    from .train.config import PriorConfig
+    from .settings import PriorConfig
 
     d = PriorConfig()
     p.add_argument("structures", nargs="+", help="files ASE reads (or rMD17 npz): one prior for the molecules among their first frames")
@@ -159,7 +159,7 @@ def prior_arguments(p) -> None:
 def cmd_prior(args) -> None:
     from .data import read_structures
     from .prior import build_prior
-    from .train.config import PriorConfig
+    from .settings import PriorConfig
 
     structures = []
     for path in args.structures:
@@ -174,7 +174,7 @@ def cmd_prior(args) -> None:
 
 
 def xtb_data_arguments(p) -> None:
-    from .foundation import DatasetSettings
+    from .settings import DatasetSettings
 
     d = DatasetSettings()
     p.add_argument("-o", "--output", required=True, help="folder of the shards and manifest.json (a restarted build resumes there)")
@@ -194,8 +194,9 @@ def xtb_data_arguments(p) -> None:
 def cmd_xtb_data(args) -> None:
     from .data import read_qm9
     from .fit.process import termination_as_interrupt
-    from .foundation import DatasetSettings, build_dataset
+    from .foundation import build_dataset
     from .reference.labelling import labelling_pool
+    from .settings import DatasetSettings
 
     settings = DatasetSettings(conformers=args.conformers, min_temperature_K=args.min_temperature, max_temperature_K=args.max_temperature,
                                shard_molecules=args.shard_molecules, method=args.method, seed=args.seed)
@@ -431,9 +432,18 @@ def rmsd_arguments(p) -> None:
 
 
 def cmd_rmsd(args) -> None:
+    from .data.readers import read_xyz_positions
     from .validate import kabsch_rmsd
 
-    rmsd = kabsch_rmsd(_read_one(args.a, args.index), _read_one(args.b, args.index), heavy_atoms_only=args.heavy)
+    def structure(path):
+        frames = read_xyz_positions(path)  # plain XYZ without ase.io: the command starts in well under a second
+        if frames is None or (args.index is None and len(frames) > 1):
+            return _read_one(path, args.index)
+        if args.index is not None and not -len(frames) <= args.index < len(frames):
+            raise ValueError(f"{path} holds {len(frames)} structures; --index {args.index} is out of range")
+        return frames[args.index or 0]
+
+    rmsd = kabsch_rmsd(structure(args.a), structure(args.b), heavy_atoms_only=args.heavy)
     print(f"RMSD {rmsd:.5f} Å ({'heavy atoms' if args.heavy else 'all atoms'}, after Kabsch alignment)")
 
 

@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from concurrent.futures import Executor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -29,26 +29,9 @@ from .data.shards import KIND, MANIFEST, sha256_of, write_shard
 from .fit.sampling import thermal_amplitude_A
 from .reference import XTBConvergenceError, XTBLevel
 from .reference.xtb import xtb_energy_forces
+from .settings import DatasetSettings
 
 logger = logging.getLogger(__name__)
-
-@dataclass(frozen=True)
-class DatasetSettings:
-    conformers: int = 4  # per molecule
-    min_temperature_K: float = 300.0  # conformer k of K is drawn at a temperature spread over [min, max]
-    max_temperature_K: float = 1000.0
-    shard_molecules: int = 500
-    generator: str = "qm9-anids"  # whose covariances shape the displacements
-    method: str = "GFN2-xTB"
-    seed: int = 0
-
-    def __post_init__(self):
-        if not (isinstance(self.conformers, int) and self.conformers >= 1 and isinstance(self.shard_molecules, int)
-                and self.shard_molecules >= 1):
-            raise ValueError("conformers and shard_molecules must be whole numbers of at least 1")
-        if not 0 < self.min_temperature_K <= self.max_temperature_K:
-            raise ValueError("temperatures must satisfy 0 < min_temperature_K <= max_temperature_K")
-
 
 def label_frame(numbers, positions, method: str):
     """(energy eV, forces eV/Å) of one frame with xTB, or None when the SCF does not converge;

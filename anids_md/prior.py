@@ -24,8 +24,9 @@ from ase.io import read, write
 from .atomic import write_text_atomically
 from .reference import XTBConvergenceError, XTBLevel, xtb_calculator
 from .reference.xtb import check_xtb_structure
+from .settings import PriorConfig
 from .simulate import optimize, run_md
-from .train.config import PriorConfig, TrainConfig
+from .train.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 

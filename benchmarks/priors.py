@@ -34,7 +34,7 @@ def build_prior_in_process(molecule: str, data: Path, runs: Path, seed: int, ini
 
     code = (
         "import json, sys; from anids_md.data import read_rmd17; from anids_md.prior import build_prior; "
-        "from anids_md.train.config import PriorConfig; settings = PriorConfig(init=sys.argv[4] or None); "
+        "from anids_md.settings import PriorConfig; settings = PriorConfig(init=sys.argv[4] or None); "
         "r = build_prior(read_rmd17(sys.argv[1], frames=[0]), sys.argv[2], settings, seed=int(sys.argv[3]), progress=False); "
         "print(json.dumps({'model': str(r.model), 'n_frames': r.n_frames, 'n_failed_runs': r.n_failed_runs, "
         "'xtb_wall_s': r.xtb_wall_s, 'fit_wall_s': r.fit_wall_s, 'valid_xtb_forces_mae_meV_per_A': r.valid_forces_mae_meV_per_A}))"

@@ -9,8 +9,9 @@ from ase.build import molecule
 
 import anids_md.foundation as foundation
 from anids_md.data import read_structures
-from anids_md.foundation import DatasetSettings, build_dataset
+from anids_md.foundation import build_dataset
 from anids_md.reference.xtb import xtb_energy_forces
+from anids_md.settings import DatasetSettings
 from anids_md.train import Trainer
 
 from .conftest import tiny_run

@@ -12,8 +12,8 @@ from anids_md import AniDSCalculator
 from anids_md.data import read_rmd17
 from anids_md.prior import build_prior, train_with_prior
 from anids_md.reference.xtb import xtb_energy_forces
+from anids_md.settings import PriorConfig
 from anids_md.train import load_config
-from anids_md.train.config import PriorConfig
 
 from .conftest import ETHANOL
 

@@ -129,6 +129,32 @@ def read_ase(path: str | Path, index: str | int | slice = ":", energy_unit: str 
     return result
 
 
+def read_xyz_positions(path: str | Path) -> list[Atoms] | None:
+    """Elements and positions (Å) of every frame of an XYZ file, without ase.io (whose import
+    takes about a second: it pulls in scipy), for commands where start-up matters (`anids-md
+    rmsd`). None when the file is not plain XYZ or extXYZ with species and positions first
+    (then read it with `read_ase`); cells and labels are not read."""
+    path = Path(path)
+    if path.suffix not in (".xyz", ".extxyz"):
+        return None
+    try:
+        lines = path.read_text().splitlines()
+        frames, k = [], 0
+        while k < len(lines) and lines[k].strip():
+            n = int(lines[k])
+            comment = lines[k + 1]
+            if "Properties=" in comment and "Properties=species:S:1:pos:R:3" not in comment:
+                return None
+            rows = [line.split() for line in lines[k + 2 : k + 2 + n]]
+            if len(rows) != n:
+                return None
+            frames.append(Atoms(symbols=[r[0] for r in rows], positions=[[float(v) for v in r[1:4]] for r in rows]))
+            k += 2 + n
+    except (ValueError, IndexError, KeyError, OSError):
+        return None  # not of this simple form: the caller reads it with ASE
+    return frames or None
+
+
 def read_structures(path: str | Path, frames=None, energy_unit: str | None = None, labels: str = "rmd17",
                     energy_key: str = "energy", forces_key: str = "forces", require_labels: bool = True,
                     forces_unit: str | None = None) -> list[Atoms]:

@@ -17,6 +17,7 @@ from ..nn.generator import GeneratorConfig
 from ..noise import NoiseConfig
 from ..options import DENOISE_KINDS, DENOISE_MODES, LOSS_FORMS
 from ..packaged import resolve_packaged
+from ..settings import PriorConfig
 
 # Model fields derived from the training data (or the checkpoint it starts from) and stored in
 # the checkpoint: never a user's setting.
@@ -133,37 +134,6 @@ class DenoiseConfig:
             raise ValueError("denoise.kl_weight and denoise.gamma_weight must be 0 or more")
         if self.mode not in DENOISE_MODES:
             raise ValueError(f"denoise.mode must be one of {DENOISE_MODES}, got {self.mode!r}")
-
-
-@dataclass(frozen=True)
-class PriorConfig:
-    """A molecule prior learned before the fine-tune (anids_md/prior.py): the molecules of the
-    training data at a cheap level (GFN2-xTB), sampled by Langevin MD, and a short fit on them
-    that the fine-tune starts from. Lengths Å, times fs, temperatures K."""
-
-    method: str = "GFN2-xTB"  # GFN2-xTB | GFN1-xTB (tblite)
-    temperature_K: float = 500.0
-    frames: int = 1000  # per molecule, spread over the starts
-    starts: int = 4  # independent MD runs from the xTB minimum, each with its own velocities
-    equilibration_steps: int = 2000  # 1 ps of 0.5 fs steps before a run's frames are kept
-    interval: int = 40  # MD steps between kept frames (20 fs)
-    timestep_fs: float = 0.5
-    friction_per_fs: float = 0.01
-    epochs: int = 60  # of the fit on the xTB frames
-    n_valid: int = 50  # xTB frames held out to select the fit's best epoch
-    init: str | None = None  # checkpoint the prior's fit starts from (None: from scratch)
-
-    def __post_init__(self):
-        for name in ("frames", "starts", "interval", "epochs", "n_valid"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"prior.{name} must be a whole number of at least 1, got {value!r}")
-        if not (isinstance(self.equilibration_steps, int) and self.equilibration_steps >= 0):
-            raise ValueError(f"prior.equilibration_steps must be a whole number, 0 or more, got {self.equilibration_steps!r}")
-        if not (self.temperature_K > 0 and self.timestep_fs > 0 and self.friction_per_fs >= 0):
-            raise ValueError("prior.temperature_K and prior.timestep_fs must be positive, prior.friction_per_fs 0 or more")
-        if self.frames <= self.n_valid:
-            raise ValueError(f"prior.frames ({self.frames}) must exceed prior.n_valid ({self.n_valid})")
 
 
 @dataclass

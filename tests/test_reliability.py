@@ -185,7 +185,7 @@ def test_a_corrupt_dft_cache_entry_is_recomputed(tmp_path, caplog):
     entry.write_text(entry.read_text()[:40])  # truncated, as by a full disk
     with caplog.at_level(logging.WARNING):
         again = dft_single_point(h2, level, cache_dir=tmp_path)
-    assert "ignoring the unreadable DFT cache entry" in caplog.text
+    assert "ignoring the unreadable cache entry" in caplog.text
     assert not again.cached and again.energy_eV == pytest.approx(first.energy_eV, abs=1e-8)
     assert dft_single_point(h2, level, cache_dir=tmp_path).cached  # and overwritten
 

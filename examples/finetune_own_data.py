@@ -15,10 +15,10 @@ from anids_md.train import load_config, train
 
 path = sys.argv[1]
 energy_unit = sys.argv[2] if len(sys.argv) > 2 else "eV"
-config = load_config("own-data", [  # the packaged recipe: random split, least-squares reference energies
+# The packaged recipe: backbone, denoising head and frozen noise generator from QM9 pretraining
+# (qm9-anids), anisotropic denoising, a random split and least-squares reference energies.
+config = load_config("own-data", [
     "name=own-data-finetuned",
-    "init=qm9-anids",  # backbone, denoising head and frozen noise generator from QM9 pretraining
-    "denoise.kind=anisotropic",  # or fixed / isotropic / anisotropic-add / none
     f"data.train={path}",
     f"data.energy_unit={energy_unit}",
     "optim.epochs=200",

@@ -1,5 +1,5 @@
-"""Train a force field on your own labelled frames (any file ASE reads with energies and forces),
-then use it as an ASE calculator.
+"""Train a force field from scratch, without denoising, on your own labelled frames (any file ASE
+reads with energies and forces; any elements), then use it as an ASE calculator.
 
     python examples/train_own_data.py frames.extxyz [energy_unit]
 """
@@ -12,11 +12,13 @@ from anids_md.train import load_config, train
 
 path = sys.argv[1]
 energy_unit = sys.argv[2] if len(sys.argv) > 2 else "eV"
-# The packaged recipe (random split, least-squares reference energies), so the script runs from
-# any directory; the command-line equivalent is
-#   anids-md train --config own-data data.train=frames.extxyz name=own-data
+# The packaged recipe (random split, least-squares reference energies) without its pretrained start,
+# so the script runs from any directory; the command-line equivalent is
+#   anids-md train --config own-data init=null denoise.kind=none data.train=frames.extxyz name=own-data
 config = load_config("own-data", [
     "name=own-data",
+    "init=null",
+    "denoise.kind=none",
     f"data.train={path}",
     f"data.energy_unit={energy_unit}",
     "optim.epochs=200",

@@ -80,13 +80,14 @@ POOL_SCRIPT = textwrap.dedent("""
     import sys, time
     from anids_md.reference.labelling import labelling_pool
     from anids_md.fit.process import termination_as_interrupt
-    with termination_as_interrupt(), labelling_pool("local", workers=2) as executor:
-        futures = [executor.submit(time.sleep, 120) for _ in range(6)]
-        while len(executor._processes) < 2:
-            time.sleep(0.1)
-        time.sleep(1.0)  # the workers have taken their first tasks
-        print(*executor._processes, flush=True)
-        futures[0].result()
+    if __name__ == "__main__":  # spawned workers import this file too
+        with termination_as_interrupt(), labelling_pool("local", workers=2) as executor:
+            futures = [executor.submit(time.sleep, 120) for _ in range(6)]
+            while len(executor._processes) < 2:
+                time.sleep(0.1)
+            time.sleep(1.0)  # the workers have taken their first tasks
+            print(*executor._processes, flush=True)
+            futures[0].result()
 """)
 
 

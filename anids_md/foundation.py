@@ -42,8 +42,16 @@ def label_frame(numbers, positions, method: str):
         return None
 
 
+# A conformer whose atoms come closer than this (Å) is drawn again: the model refuses such
+# structures (data/graph.py, 0.5 Å), and hydrogens at 1000 K can get there.
+MIN_CONTACT_A = 0.6
+REDRAWS = 20
+
+
 def conformers(molecule: Atoms, index: int, noise, settings: DatasetSettings) -> list[Atoms]:
-    """The K displaced conformers of molecule `index`, deterministic in (seed, index)."""
+    """The K displaced conformers of molecule `index`, deterministic in (seed, index); a draw
+    that brings two atoms closer than MIN_CONTACT_A is drawn again (up to REDRAWS times, then the
+    conformer is left out)."""
     (cov,) = noise.covariances([graph_from_atoms(molecule, noise.generator.config.cutoff)], mean_scale_A=1.0)
     shapes = cov.numpy()
     rng = np.random.default_rng([settings.seed, index])
@@ -51,8 +59,12 @@ def conformers(molecule: Atoms, index: int, noise, settings: DatasetSettings) ->
     frames = []
     for temperature in temperatures:
         factors = np.linalg.cholesky(shapes * thermal_amplitude_A(temperature) ** 2)
-        displacement = np.einsum("nij,nj->ni", factors, rng.normal(size=(len(molecule), 3)))
-        frames.append(Atoms(numbers=molecule.numbers, positions=molecule.positions + displacement))
+        for _ in range(REDRAWS):
+            positions = molecule.positions + np.einsum("nij,nj->ni", factors, rng.normal(size=(len(molecule), 3)))
+            gaps = np.linalg.norm(positions[:, None] - positions[None], axis=-1)[np.triu_indices(len(molecule), 1)]
+            if len(gaps) == 0 or gaps.min() >= MIN_CONTACT_A:
+                frames.append(Atoms(numbers=molecule.numbers, positions=positions))
+                break
     return frames
 
 
@@ -77,9 +89,11 @@ def build_dataset(molecules: list[Atoms], out_dir: str | Path, settings: Dataset
             continue
         start = time.perf_counter()
         first = index * settings.shard_molecules
-        frames, ids = [], []
+        frames, ids, too_close = [], [], 0
         for k, molecule in enumerate(molecules[first : first + settings.shard_molecules], start=first):
-            for c, frame in enumerate(conformers(molecule, k, noise, settings)):
+            drawn = conformers(molecule, k, noise, settings)
+            too_close += settings.conformers - len(drawn)
+            for c, frame in enumerate(drawn):
                 frames.append(frame)
                 ids.append((k, c))
         futures = [executor.submit(label_frame, f.numbers, f.positions, settings.method) for f in frames]
@@ -95,7 +109,8 @@ def build_dataset(molecules: list[Atoms], out_dir: str | Path, settings: Dataset
         path = out / f"shard{index:05d}.npz"
         write_shard(path, labelled, [k for k, _ in kept], [c for _, c in kept])
         manifest["shards"].append({"index": index, "file": path.name, "sha256": sha256_of(path), "frames": len(labelled),
-                                   "skipped_scf": skipped, "molecules": [first, min(first + settings.shard_molecules, len(molecules))]})
+                                   "skipped_scf": skipped, "skipped_contact": too_close,
+                                   "molecules": [first, min(first + settings.shard_molecules, len(molecules))]})
         manifest["wall_s"] = round(manifest["wall_s"] + time.perf_counter() - start, 1)
         write_text_atomically(manifest_path, json.dumps(manifest, indent=1))  # the shard counts once it is listed
         bar.update(1)

@@ -84,3 +84,22 @@ def test_an_scf_failure_is_counted_and_a_corrupt_shard_named(tmp_path, monkeypat
     (tmp_path / "manifest.json").write_text("{truncated")
     with pytest.raises(ValueError, match="not a readable shard manifest"):
         read_structures(tmp_path / "manifest.json")
+
+
+def test_conformers_keep_atoms_apart_and_are_deterministic():
+    from types import SimpleNamespace
+
+    import torch
+
+    from anids_md.foundation import MIN_CONTACT_A, conformers
+
+    water = molecule("H2O")
+    wide = SimpleNamespace(generator=SimpleNamespace(config=SimpleNamespace(cutoff=5.0)),  # 0.5 Å per direction at 1000 K
+                           covariances=lambda graphs, mean_scale_A: [29 * torch.eye(3, dtype=torch.float64).repeat(3, 1, 1)])
+    settings = DatasetSettings(conformers=8)
+    frames = conformers(water, 3, wide, settings)
+    assert 0 < len(frames) <= 8
+    for atoms in frames:
+        assert min(atoms.get_distance(i, j) for i in range(3) for j in range(i + 1, 3)) >= MIN_CONTACT_A
+    again = conformers(water, 3, wide, settings)
+    assert all(np.array_equal(a.positions, b.positions) for a, b in zip(frames, again))

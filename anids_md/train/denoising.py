@@ -21,6 +21,9 @@ from .config import TrainConfig
 from .losses import energy_force_loss, energy_force_terms, vector_error
 
 
+CALIBRATION_SAMPLE = 500  # structures whose covariances calibrate a jointly trained generator's scale
+
+
 class AuxiliaryDenoising(nn.Module):
     """The trained force encoding and denoising head (from `init` when it holds one), and the
     noise: each training structure's covariances computed once from the frozen generator (it
@@ -46,7 +49,9 @@ class AuxiliaryDenoising(nn.Module):
             learned = LearnedNoise.from_checkpoint(source, device=train_graphs[0].positions.device)
             if learned.kind != d.kind:
                 raise ValueError(f"the generator in {source} was pretrained with {learned.kind!r} noise, not {d.kind!r}")
-            raw = learned.covariances(train_graphs)
+            # a trained generator recomputes them every step: only the calibration is needed, from a sample
+            sample = train_graphs[:: max(1, len(train_graphs) // CALIBRATION_SAMPLE)] if d.train_generator else train_graphs
+            raw = learned.covariances(sample)
             self.calibration = calibration(raw, d.mean_scale_A)
             self.covariances = [c * self.calibration for c in raw]
         self.learned = None

@@ -20,7 +20,6 @@ from ..noise.learned import calibration
 from .config import TrainConfig
 from .losses import energy_force_loss, energy_force_terms, vector_error
 
-
 CALIBRATION_SAMPLE = 500  # structures whose covariances calibrate a jointly trained generator's scale
 
 

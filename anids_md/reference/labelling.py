@@ -68,6 +68,9 @@ def abort_executor(executor: Executor, grace_s: float = 2.0) -> None:
     (killed if they linger), a Dask executor's futures cancelled and its client closed."""
     processes = list((getattr(executor, "_processes", None) or {}).values())  # ProcessPoolExecutor's workers
     executor.shutdown(wait=False, cancel_futures=True)
+    call_queue = getattr(executor, "_call_queue", None)
+    if call_queue is not None:  # its feeder thread must not hold up the exit writing to workers that are gone
+        call_queue.cancel_join_thread()
     for process in processes:
         process.terminate()
     for process in processes:

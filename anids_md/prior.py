@@ -87,14 +87,18 @@ def sample_with_xtb(minimum: Atoms, settings: PriorConfig, level: XTBLevel, seed
             atoms = minimum.copy()
             atoms.calc = xtb_calculator(level)
             partial = folder / f"{tag}_run{start}.partial.extxyz"
-            report = run_md(atoms, "langevin", settings.temperature_K, settings.timestep_fs,
-                            settings.equilibration_steps + per_start * settings.interval, trajectory=partial,
-                            interval=settings.interval, friction_per_fs=settings.friction_per_fs, seed=seed + 1000 * start,
-                            progress=progress)
+            try:
+                report = run_md(atoms, "langevin", settings.temperature_K, settings.timestep_fs,
+                                settings.equilibration_steps + per_start * settings.interval, trajectory=partial,
+                                interval=settings.interval, friction_per_fs=settings.friction_per_fs, seed=seed + 1000 * start,
+                                progress=progress)
+                problem = report.stopped or (None if report.stable else "bonds broke")
+            except RuntimeError as error:  # tblite's SCF failures
+                problem = f"xTB failed: {error}"
             seconds += time.perf_counter() - begin
-            if report.stopped or not report.stable:
+            if problem:
                 failed += 1
-                logger.warning("xTB MD run %d of %s skipped: %s", start, tag, report.stopped or "bonds broke")
+                logger.warning("xTB MD run %d of %s skipped: %s", start, tag, problem)
                 partial.unlink(missing_ok=True)
                 continue
             partial.rename(done)

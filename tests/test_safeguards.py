@@ -104,7 +104,10 @@ def alive(pid: int) -> bool:
 def test_killing_the_labelling_process_ends_its_workers_promptly(tmp_path, how):
     script = tmp_path / "pool.py"
     script.write_text(POOL_SCRIPT)
-    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    # SIGINT as a terminal delivers it: a shell that runs the tests in the background ignores it,
+    # and its children would inherit that
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     workers = [int(pid) for pid in parent.stdout.readline().split()]
     assert len(workers) == 2 and all(alive(pid) for pid in workers)
     start = time.monotonic()

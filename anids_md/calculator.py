@@ -147,7 +147,6 @@ class AniDSCalculator(Calculator):
         with self._lock:  # self.atoms and self.results are shared state
             super().calculate(atoms, properties, system_changes)
             atoms = self.atoms
-            self._check_state(atoms)
             topology = self._current_topology(atoms)
             graph = graph_from_atoms(atoms, self.cutoff, edges=(topology.edge_index, topology.shifts), dtype=self.dtype,
                                      device=self.device)

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from ase.build import molecule
 from common import RESULTS, machine, rmd17_dir
+from harness import provenance
 
 from anids_md import AniDSCalculator
 from anids_md.data import read_rmd17
@@ -33,8 +34,8 @@ def nve(model: str, dtype: str, steps: int) -> dict:
             "stable": report.stable, "wall_s": time.perf_counter() - start}
 
 
-def langevin(model: str, data: Path, steps: int, dtype: str) -> dict:
-    atoms = read_rmd17(data / "rmd17_aspirin_test_01.npz")[0]
+def langevin(model: str, test_file: Path, steps: int, dtype: str) -> dict:
+    atoms = read_rmd17(test_file, frames=[0])[0]
     atoms.calc = AniDSCalculator(model, dtype=dtype)
     optimize(atoms, fmax=0.01)
     start = time.perf_counter()
@@ -60,17 +61,20 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
-    result = json.loads(out.read_text()) if out.exists() else {}
+    # the check not run this time keeps its earlier rows, each with the provenance that made it
+    rows = [r for r in (json.loads(out.read_text())["rows"] if out.exists() else []) if r["check"] in args.skip]
     if "nve" not in args.skip:
-        result["nve"] = [nve(args.nve_model, dtype, args.nve_steps) | {"machine": machine()} for dtype in ("float64", "float32")]
-        for r in result["nve"]:
+        for dtype in ("float64", "float32"):
+            r = nve(args.nve_model, dtype, args.nve_steps)
+            rows.append({"check": "nve", **r, "machine": machine(), "provenance": provenance(models=[args.nve_model])})
             print(f"NVE {r['dtype']}: drift {r['drift_meV_per_atom_per_ps']:+.4f} meV/atom/ps over {r['time_ps']} ps")
     if "langevin" not in args.skip:
-        result["langevin"] = langevin(args.langevin_model, rmd17_dir(args.data), args.langevin_steps, args.langevin_dtype) | {"machine": machine()}
-        r = result["langevin"]
+        data = rmd17_dir(args.data) / "rmd17_aspirin_test_01.npz"
+        r = langevin(args.langevin_model, data, args.langevin_steps, args.langevin_dtype)
+        rows.append({"check": "langevin", **r, "machine": machine(), "provenance": provenance(models=[args.langevin_model], data=[data])})
         print(f"Langevin 500 K {r['time_ps']} ps: {'stable' if r['stable'] else 'UNSTABLE'}; bond ratios "
               f"{r['min_bond_ratio']:.3f}-{r['max_bond_ratio']:.3f}")
-    out.write_text(json.dumps(result, indent=2))
+    out.write_text(json.dumps({"rows": rows}, indent=1, ensure_ascii=False))
 
 
 if __name__ == "__main__":

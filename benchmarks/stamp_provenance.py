@@ -51,7 +51,6 @@ def stamp(path, data_dir) -> bool:
     stamp = reconstructed(path, data_dir)
     changed = False
     row_lists = [v for v in values.values() if isinstance(v, list) and v and all(isinstance(r, dict) for r in v)]
-    row_lists += [[v] for v in values.values() if isinstance(v, dict) and "machine" in v]  # a row of its own (md_stability.json)
     for rows in row_lists:
         for row in rows:
             if "provenance" in row:

@@ -23,7 +23,6 @@ def test_every_benchmark_script_imports(script, monkeypatch):
 
 def rows_of(values: dict) -> list[dict]:
     lists = [v for v in values.values() if isinstance(v, list) and v and all(isinstance(r, dict) for r in v)]
-    lists += [[v] for v in values.values() if isinstance(v, dict) and "machine" in v]
     return [row for rows in lists for row in rows] or [values]
 
 

@@ -10,8 +10,10 @@ import hashlib
 import json
 import logging
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from ase import Atoms
@@ -63,6 +65,20 @@ def load_result(path: Path, numbers) -> ReferenceResult | None:
     except (OSError, ValueError, KeyError, TypeError) as error:  # JSONDecodeError is a ValueError
         logger.warning("ignoring the unreadable cache entry %s (%s: %s); recomputing", path, type(error).__name__, error)
         return None
+
+
+def cached_single_point(method: str, atoms: Atoms, level, cache_dir, compute: Callable[[], tuple[float, np.ndarray]]) -> ReferenceResult:
+    """The cached single point of `atoms` at `level`, or `compute()` (energy eV, forces eV/Å),
+    timed and stored."""
+    path = cache_path(method, "single point", atoms, level, cache_dir)
+    cached = load_result(path, atoms.numbers)
+    if cached is not None:
+        return cached
+    start = time.perf_counter()
+    energy, forces = compute()
+    result = ReferenceResult(atoms.copy(), energy, forces, time.perf_counter() - start, 1, True, False)
+    store_result(path, result, level)
+    return result
 
 
 _unwritable_warned: set[str] = set()

@@ -17,7 +17,7 @@ from ase import Atoms
 
 from ..data import check_structure
 from ..units import HARTREE_IN_EV, HARTREE_PER_BOHR_IN_EV_PER_A
-from .cache import ReferenceResult, cache_path, load_result, store_result
+from .cache import ReferenceResult, cache_path, cached_single_point, load_result, store_result
 
 logger = logging.getLogger(__name__)
 
@@ -77,15 +77,7 @@ def _energy_forces(mf) -> tuple[float, np.ndarray]:
 
 def dft_single_point(atoms: Atoms, level: DFTLevel = DFTLevel(), cache_dir: str | Path | None = None) -> ReferenceResult:
     """Energy (eV) and forces (eV/Å) of `atoms` at `level`, cached."""
-    path = cache_path("dft", "single point", atoms, level, cache_dir)
-    cached = load_result(path, atoms.numbers)
-    if cached is not None:
-        return cached
-    start = time.perf_counter()
-    energy, forces = _energy_forces(_method(atoms, level))
-    result = ReferenceResult(atoms.copy(), energy, forces, time.perf_counter() - start, 1, True, False)
-    store_result(path, result, level)
-    return result
+    return cached_single_point("dft", atoms, level, cache_dir, lambda: _energy_forces(_method(atoms, level)))
 
 
 def dft_optimize(atoms: Atoms, level: DFTLevel = DFTLevel(), max_steps: int = 100, cache_dir: str | Path | None = None,

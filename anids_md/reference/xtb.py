@@ -5,7 +5,6 @@ rMD17) but 7 000× cheaper than a PBE/def2-SVP label: it knows bonds, angles and
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from ase import Atoms
 
 from ..data import check_structure
 from ..options import XTB_METHODS
-from .cache import ReferenceResult, cache_path, load_result, store_result
+from .cache import ReferenceResult, cached_single_point
 
 MAX_ATOMIC_NUMBER = 86  # tblite's GFN parametrisations stop at radon
 
@@ -75,13 +74,5 @@ def xtb_energy_forces(atoms: Atoms, level: XTBLevel = XTBLevel()) -> tuple[float
 
 
 def xtb_single_point(atoms: Atoms, level: XTBLevel = XTBLevel(), cache_dir: str | Path | None = None) -> ReferenceResult:
-    """Energy (eV) and forces (eV/Å) of `atoms` at `level`, cached (under the cache folder's `xtb/`)."""
-    path = cache_path("xtb", "single point", atoms, level, cache_dir)
-    cached = load_result(path, atoms.numbers)
-    if cached is not None:
-        return cached
-    start = time.perf_counter()
-    energy, forces = xtb_energy_forces(atoms, level)
-    result = ReferenceResult(atoms.copy(), energy, forces, time.perf_counter() - start, 1, True, False)
-    store_result(path, result, level)
-    return result
+    """Energy (eV) and forces (eV/Å) of `atoms` at `level`, cached (files `xtb-sp-*.json`)."""
+    return cached_single_point("xtb", atoms, level, cache_dir, lambda: xtb_energy_forces(atoms, level))

@@ -21,11 +21,12 @@ class PriorConfig:
     timestep_fs: float = 0.5
     friction_per_fs: float = 0.01
     epochs: int = 60  # of the fit on the xTB frames
+    batch_size: int = 5  # frames per step of that fit
     n_valid: int = 50  # xTB frames held out to select the fit's best epoch
     init: str | None = None  # checkpoint the prior's fit starts from (None: from scratch)
 
     def __post_init__(self):
-        for name in ("frames", "starts", "interval", "epochs", "n_valid"):
+        for name in ("frames", "starts", "interval", "epochs", "batch_size", "n_valid"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"prior.{name} must be a whole number of at least 1, got {value!r}")

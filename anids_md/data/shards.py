@@ -41,15 +41,16 @@ def write_shard(path: Path, frames: list[Atoms], molecule_ids, conformer_ids) ->
 
 
 def read_shard(path: Path) -> list[Atoms]:
-    with np.load(path, allow_pickle=False) as data:
-        ends = np.cumsum(data["n_atoms"])
-        starts = ends - data["n_atoms"]
-        frames = []
-        for k, (s, e) in enumerate(zip(starts, ends)):
-            atoms = Atoms(numbers=data["numbers"][s:e].astype(int), positions=data["positions"][s:e])
-            atoms.calc = SinglePointCalculator(atoms, energy=float(data["energy"][k]), forces=data["forces"][s:e].astype(np.float64))
-            atoms.info.update(molecule=int(data["molecule"][k]), conformer=int(data["conformer"][k]))
-            frames.append(atoms)
+    with np.load(path, allow_pickle=False) as npz:
+        data = {key: npz[key] for key in npz.files}  # each npz[key] decompresses its whole array again: read once
+    ends = np.cumsum(data["n_atoms"])
+    starts = ends - data["n_atoms"]
+    frames = []
+    for k, (s, e) in enumerate(zip(starts, ends)):
+        atoms = Atoms(numbers=data["numbers"][s:e].astype(int), positions=data["positions"][s:e])
+        atoms.calc = SinglePointCalculator(atoms, energy=float(data["energy"][k]), forces=data["forces"][s:e].astype(np.float64))
+        atoms.info.update(molecule=int(data["molecule"][k]), conformer=int(data["conformer"][k]))
+        frames.append(atoms)
     return frames
 
 

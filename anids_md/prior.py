@@ -146,10 +146,11 @@ def build_prior(structures: list[Atoms], root: str | Path, settings: PriorConfig
                         level=asdict(level), settings=asdict(s), seed=seed)
         write_text_atomically(manifest_path, json.dumps(manifest, indent=2))
     overrides = [f"output_dir={folder}", "name=fit", f"data.train={frames_file}", "data.protocol=null", f"data.n_valid={s.n_valid}",
+                 "data.reference_energies=null",  # fitted by least squares to the xTB energies
                  f"optim.epochs={s.epochs}", f"optim.patience={s.epochs}", f"optim.batch_size={s.batch_size}", f"seed={seed}", "resume=true", "denoise.kind=none",
                  f"init={s.init or 'null'}",
                  "description=" + json.dumps(f"molecule prior: {level.label()} MD frames at {s.temperature_K:g} K")]
-    config = load_config("own-data", overrides)
+    config = load_config(None, overrides)  # the package's defaults: the plain recipe's model and optimiser
     summary_path = config.run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else train(config, progress=progress)
     manifest = json.loads(manifest_path.read_text())
@@ -174,6 +175,8 @@ def train_with_prior(config: TrainConfig, progress: bool = True) -> dict:
     logger.info("molecule prior: %d %s frames (%.0f s), fit %.0f s, held-out xTB forces %.1f meV/Å; %s", report.n_frames,
                 config.prior.method, report.xtb_wall_s, report.fit_wall_s, report.valid_forces_mae_meV_per_A, report.model)
     summary = train(replace(config, init=str(report.model), prior=None), progress)
-    return {**summary, "prior": {"model": str(report.model), "n_frames": report.n_frames, "n_failed_runs": report.n_failed_runs,
-                                 "xtb_wall_s": report.xtb_wall_s, "fit_wall_s": report.fit_wall_s,
-                                 "valid_xtb_forces_mae_meV_per_A": report.valid_forces_mae_meV_per_A}}
+    summary["prior"] = {"model": str(report.model), "n_frames": report.n_frames, "n_failed_runs": report.n_failed_runs,
+                        "xtb_wall_s": report.xtb_wall_s, "fit_wall_s": report.fit_wall_s,
+                        "valid_xtb_forces_mae_meV_per_A": report.valid_forces_mae_meV_per_A}
+    write_text_atomically(config.run_dir / "summary.json", json.dumps(summary, indent=2))  # the run's record includes the prior's cost
+    return summary

@@ -15,10 +15,14 @@ from anids_md.train import load_config, train
 
 path = sys.argv[1]
 energy_unit = sys.argv[2] if len(sys.argv) > 2 else "eV"
-# The packaged recipe: backbone, denoising head and frozen noise generator from QM9 pretraining
-# (qm9-anids), anisotropic denoising, a random split and least-squares reference energies.
+# The packaged recipe (a random split, least-squares reference energies) started, instead of from a
+# molecule prior, from the backbone, denoising head and frozen noise generator of QM9 pretraining
+# (qm9-anids), with auxiliary anisotropic denoising.
 config = load_config("own-data", [
     "name=own-data-finetuned",
+    "prior=null",
+    "init=qm9-anids",
+    "denoise.kind=anisotropic",
     f"data.train={path}",
     f"data.energy_unit={energy_unit}",
     "optim.epochs=200",

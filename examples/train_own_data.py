@@ -12,13 +12,12 @@ from anids_md.train import load_config, train
 
 path = sys.argv[1]
 energy_unit = sys.argv[2] if len(sys.argv) > 2 else "eV"
-# The packaged recipe (random split, least-squares reference energies) without its pretrained start,
-# so the script runs from any directory; the command-line equivalent is
-#   anids-md train --config own-data init=null denoise.kind=none data.train=frames.extxyz name=own-data
+# The packaged recipe (random split, least-squares reference energies) without its xTB molecule
+# prior, so it needs no tblite and takes periodic frames; the command-line equivalent is
+#   anids-md train --config own-data prior=null data.train=frames.extxyz name=own-data
 config = load_config("own-data", [
     "name=own-data",
-    "init=null",
-    "denoise.kind=none",
+    "prior=null",
     f"data.train={path}",
     f"data.energy_unit={energy_unit}",
     "optim.epochs=200",

@@ -157,8 +157,12 @@ def test_own_data_recipe_from_the_readme(tmp_path, capsys, monkeypatch):
     # The README's command, run in an empty folder; only the training length is cut.
     monkeypatch.chdir(tmp_path)
     write("frames.extxyz", emt_frames(30))
-    assert run_cli(capsys, "train", "--config", "own-data", "data.train=frames.extxyz", "name=my-model", "optim.epochs=2", "--quiet")[0] == 0
-    assert (tmp_path / "runs" / "my-model" / "model.safetensors").exists()
+    tiny_prior = ["prior.frames=12", "prior.starts=1", "prior.equilibration_steps=4", "prior.interval=2", "prior.epochs=1",
+                  "prior.n_valid=4"]
+    assert run_cli(capsys, "train", "--config", "own-data", "data.train=frames.extxyz", "name=my-model", "optim.max_steps=2", *tiny_prior,
+                   "--quiet")[0] == 0
+    summary = json.loads((tmp_path / "runs" / "my-model" / "summary.json").read_text())
+    assert summary["prior"]["n_frames"] == 12 and summary["steps"] == 2  # the recipe built the molecule prior and started from it
 
 
 def test_demo_runs_with_shipped_model(tmp_path, capsys):

@@ -184,7 +184,8 @@ def test_denoising_recipe_runs_from_the_shipped_pretraining(tmp_path):
     from pathlib import Path
 
     frames = Path(__file__).parent / "data" / "rmd17_ethanol_test_01_first32.npz"
-    main(["--debug", "train", "--config", "rmd17-50-anids", "--quiet", f"output_dir={tmp_path}", "name=recipe", "seed=1",
+    main(["--debug", "train", "--config", "rmd17-50", "--quiet", "init=qm9-anids", "denoise.kind=anisotropic", f"output_dir={tmp_path}",
+          "name=recipe", "seed=1",
                  f"data.train={frames}", f"data.test={frames}", "data.reference_energies=pbe-def2svp",
                  "data.protocol=null", "data.n_valid=8", "optim.max_steps=4", "device=cpu"])  # 32 frames: too few for rmd17-50
     summary = json.loads((tmp_path / "recipe" / "summary.json").read_text())

@@ -5,6 +5,7 @@ import pytest
 
 from anids_md.checkpoint import load_checkpoint
 from anids_md.evaluation import evaluate
+from anids_md.settings import PriorConfig
 from anids_md.train import Trainer, load_config, train
 
 from .conftest import emt_frames, interrupt, tiny_run
@@ -77,7 +78,7 @@ def test_recipes_refuse_what_they_would_ignore(tmp_path, capsys):
 
     # with init, the architecture is the checkpoint's: a model key that contradicts it is refused by name
     with pytest.raises(SystemExit, match="model.channels=64 \\(the checkpoint has 32\\)"):
-        main(["train", "--config", "rmd17-50-anids", "model.channels=64", f"data.train={tmp_path / 'x.npz'}", f"output_dir={tmp_path}"])
+        main(["train", "--config", "rmd17-50", "init=qm9-anids", "model.channels=64", f"data.train={tmp_path / 'x.npz'}", f"output_dir={tmp_path}"])
     with pytest.raises(SystemExit, match="model.force_scale: derived from the training data"):
         main(["train", "--config", "rmd17-50", "model.force_scale=2", f"data.train={tmp_path / 'x.npz'}"])
     with pytest.raises(SystemExit, match="config.optim.lr must be a number, got 'fast'"):
@@ -85,6 +86,7 @@ def test_recipes_refuse_what_they_would_ignore(tmp_path, capsys):
     assert not list(tmp_path.iterdir())  # nothing was claimed
     # the rmd17-50-anids recipe is rmd17-50 plus its own keys (base:), and the defaults are rmd17-50's
     anids, plain = load_config("rmd17-50-anids", ["data.train=x"]), load_config("rmd17-50", ["data.train=x"])
-    assert anids.optim == plain.optim and anids.data == plain.data and anids.init == "qm9-anids"
-    assert anids.denoise.kind == "anisotropic" and plain.denoise.kind == "none"
+    assert anids.data == plain.data and anids.init is None and anids.prior == PriorConfig() and plain.prior is None
+    assert (anids.optim.max_steps, anids.optim.energy_weight, plain.optim.max_steps, plain.optim.energy_weight) == (2000, 3.0, None, 1.0)
+    assert load_config("rmd17-50-anids", ["data.train=x", "prior=null"]).prior is None
     assert load_config(None, ["data.train=x"]).optim == plain.optim

@@ -222,12 +222,13 @@ def _fit_model(out: Path, index: int, frames: list[Atoms], s: FitSettings, progr
     data = out / f"fit{index}_frames.extxyz"
     _write_frames(data, frames)
     n_valid = max(1, round(0.2 * len(frames)))
-    recipe = [f"seed={s.seed}", f"init={s.init}", "data.protocol=null", f"data.n_valid={n_valid}", "data.reference_energies=null",
+    # the denoising recipe: the plain one from the pretrained backbone, with auxiliary anisotropic denoising
+    recipe = [f"seed={s.seed}", f"init={s.init}", "denoise.kind=anisotropic", "data.protocol=null", f"data.n_valid={n_valid}", "data.reference_energies=null",
               f"optim.max_steps={s.steps}", f"optim.patience={s.steps}", "device=cpu"]
     # the whole resolved recipe goes into the digest, so a changed packaged recipe never reuses an old fit
-    resolved = asdict(load_config("rmd17-50-anids", [*recipe, f"data.train={data}"]))
+    resolved = asdict(load_config("rmd17-50", [*recipe, f"data.train={data}"]))
     digest = hashlib.sha256(data.read_bytes() + json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    config = load_config("rmd17-50-anids", [
+    config = load_config("rmd17-50", [
         *recipe, f"name=fit{index}-{digest}", f"output_dir={out / 'training'}", f"data.train={data}", "resume=true",
         "description=" + json.dumps(f"anids-md fit, round {index}: {len(frames) - n_valid} training frames"),  # quoted for YAML
     ])

@@ -20,13 +20,12 @@ class PriorConfig:
     interval: int = 40  # MD steps between kept frames (20 fs)
     timestep_fs: float = 0.5
     friction_per_fs: float = 0.01
-    epochs: int = 60  # of the fit on the xTB frames
-    batch_size: int = 5  # frames per step of that fit
+    epochs: int = 60  # of the fit on the xTB frames (5 frames a step)
     n_valid: int = 50  # xTB frames held out to select the fit's best epoch
     init: str | None = None  # checkpoint the prior's fit starts from (None: from scratch)
 
     def __post_init__(self):
-        for name in ("frames", "starts", "interval", "epochs", "batch_size", "n_valid"):
+        for name in ("frames", "starts", "interval", "epochs", "n_valid"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"prior.{name} must be a whole number of at least 1, got {value!r}")

@@ -147,7 +147,7 @@ def build_prior(structures: list[Atoms], root: str | Path, settings: PriorConfig
         write_text_atomically(manifest_path, json.dumps(manifest, indent=2))
     overrides = [f"output_dir={folder}", "name=fit", f"data.train={frames_file}", "data.protocol=null", f"data.n_valid={s.n_valid}",
                  "data.reference_energies=null",  # fitted by least squares to the xTB energies
-                 f"optim.epochs={s.epochs}", f"optim.patience={s.epochs}" f"seed={seed}", "resume=true", "denoise.kind=none",
+                 f"optim.epochs={s.epochs}", f"optim.patience={s.epochs}", f"seed={seed}", "resume=true", "denoise.kind=none",
                  f"init={s.init or 'null'}",
                  "description=" + json.dumps(f"molecule prior: {level.label()} MD frames at {s.temperature_K:g} K")]
     config = load_config(None, overrides)  # the package's defaults: the plain recipe's model and optimiser

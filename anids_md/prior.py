@@ -22,6 +22,7 @@ from ase import Atoms
 from ase.io import read, write
 
 from .atomic import write_text_atomically
+from .folder_lock import folder_lock
 from .reference import XTBConvergenceError, XTBLevel, xtb_calculator
 from .reference.xtb import check_xtb_structure
 from .settings import PriorConfig
@@ -111,8 +112,6 @@ def build_prior(structures: list[Atoms], root: str | Path, settings: PriorConfig
                 progress: bool = True) -> PriorReport:
     """The molecule prior of the molecules among `structures` (one per formula), in
     `root`/prior-<digest>/; reused when it exists there."""
-    from .train import load_config, train
-
     s = settings or PriorConfig()
     level = XTBLevel(method=s.method)
     if not structures:
@@ -122,6 +121,13 @@ def build_prior(structures: list[Atoms], root: str | Path, settings: PriorConfig
     molecules = distinct_molecules(structures)
     folder = Path(root) / f"prior-{prior_digest(molecules, s, seed)}"
     folder.mkdir(parents=True, exist_ok=True)
+    with folder_lock(folder, "prior"):  # two builds of one prior would run the same MD twice and race on its files
+        return _build_prior(molecules, folder, s, level, seed, progress)
+
+
+def _build_prior(molecules: list[Atoms], folder: Path, s: PriorConfig, level: XTBLevel, seed: int, progress: bool) -> PriorReport:
+    from .train import load_config, train
+
     manifest_path = folder / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"xtb_wall_s": 0.0}
     frames_file = folder / "xtb_frames.extxyz"

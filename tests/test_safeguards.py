@@ -27,7 +27,7 @@ from anids_md.cli import main
 from anids_md.data import read_rmd17, read_structures
 from anids_md.evaluation import evaluate
 from anids_md.fit import fit
-from anids_md.fit.process import FolderInUseError, folder_lock
+from anids_md.folder_lock import FolderInUseError, folder_lock
 from anids_md.simulate import bonded_pairs, run_md
 from anids_md.train import Trainer, load_config, train
 from anids_md.train.trainer import load_datasets
@@ -74,6 +74,33 @@ def test_a_stale_lock_is_taken_over_and_released(tmp_path, caplog):
                 pass
     assert "no longer running" in caplog.text
     assert not (tmp_path / "fit.lock").exists()
+
+
+def test_a_second_train_or_prior_on_a_folder_in_use_is_refused_by_name(tmp_path):
+    """Two processes on one run folder (or one prior) would interleave their logs and states."""
+    from anids_md.prior import build_prior, prior_digest
+    from anids_md.settings import PriorConfig
+
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        config = load_config(None, [f"data.train={ETHANOL}", "data.protocol=null", "data.n_valid=4", "optim.max_steps=2", "device=cpu",
+                                    f"output_dir={tmp_path}", "name=run"])
+        (tmp_path / "run").mkdir()
+        (tmp_path / "run" / "train.lock").write_text(f"{holder.pid} {os.uname().nodename}\n")
+        with pytest.raises(FolderInUseError, match=f"in use by another anids-md train \\(PID {holder.pid}"):
+            train(config, progress=False)
+        assert not (tmp_path / "run" / "log.csv").exists()  # refused before a step was logged
+        settings = PriorConfig(frames=12, starts=1, equilibration_steps=4, interval=2, epochs=1, n_valid=4)
+        frames = read_rmd17(ETHANOL, frames=[0])
+        prior_folder = tmp_path / "priors" / f"prior-{prior_digest(frames, settings, 0)}"
+        prior_folder.mkdir(parents=True)
+        (prior_folder / "prior.lock").write_text(f"{holder.pid} {os.uname().nodename}\n")
+        with pytest.raises(FolderInUseError, match="in use by another anids-md prior"):
+            build_prior(frames, tmp_path / "priors", settings, progress=False)
+        assert not list(prior_folder.glob("*.extxyz"))  # no MD ran
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 POOL_SCRIPT = textwrap.dedent("""

@@ -31,13 +31,14 @@ from ..atomic import write_text_atomically
 from ..calculator import AniDSCalculator
 from ..checkpoint import check_elements, load_checkpoint, read_metadata
 from ..evaluation import evaluate
+from ..folder_lock import folder_lock
 from ..reference import DFTLevel, dft_optimize
 from ..reference.labelling import label_structures, labelling_pool
 from ..simulate import optimize, run_md
 from ..train import load_config, train
 from ..validate.rmsd import kabsch_rmsd
 from .molecule import Molecule, molecule_from_input
-from .process import folder_lock, termination_as_interrupt
+from .process import termination_as_interrupt
 from .sampling import hessian_displacements, hessian_from_forces, sample_configurations
 from .settings import FitSettings
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..folder_lock import folder_lock
 from .config import OptimConfig
 from .ema import ExponentialMovingAverage
 from .run_dir import open_log
@@ -119,7 +120,14 @@ class TrainingLoop:
         logger.info("resuming %s from step %d of %d (epoch %d)", self.run_dir, p["step"], self.total_steps, p["epoch"])
 
     def fit(self) -> dict:
-        """Train until the step budget or early stopping, then `finish()`."""
+        """Train until the step budget or early stopping, then `finish()`. The writing process
+        holds the run folder's lock throughout: a second process on the same run is refused."""
+        if self.rank != 0:
+            return self._fit()
+        with folder_lock(self.run_dir, "train"):
+            return self._fit()
+
+    def _fit(self) -> dict:
         self.resume()
         p, o = self.progress_state, self.optim
         fields = ["epoch", "step", "lr", *(f"train_{k}" for k in self.train_keys), *(f"valid_{k}" for k in self.valid_keys), "wall_s"]

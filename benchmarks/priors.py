@@ -39,9 +39,10 @@ def run_arm(args, molecule: str, arm: str, seed: int) -> dict:
     data = rmd17_dir(args.data)
     files = [data / f"rmd17_{molecule}_train_01.npz", data / f"rmd17_{molecule}_test_01.npz"]
     name = f"{molecule}-{arm}-s{seed}"
-    recipe, extra = ARMS[arm]
+    recipe, template = ARMS[arm]
+    extra = [o.format(foundation=args.foundation) for o in template]
     overrides = [f"name={name}", f"output_dir={args.runs}", f"seed={seed}", f"data.train={files[0]}", f"data.test={files[1]}",
-                 "device=cpu", "resume=true", *(o.format(foundation=args.foundation) for o in extra)]
+                 "device=cpu", "resume=true", *extra]
     summary_path = Path(args.runs) / name / "summary.json"
     if not summary_path.exists():
         status, wall, output = train_run(overrides, config=recipe)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, all_changes
 
-from .checkpoint import check_elements, load_force_field
+from .checkpoint import check_elements, load_force_fields
 from .data import check_structure, graph_from_atoms, neighbour_list
 from .runtime import available_memory_bytes, check_compiler, resolve_device, resolve_dtype, set_threads
 
@@ -63,9 +63,15 @@ class AniDSCalculator(Calculator):
     molecule warns once when given a structure of another formula. Periodic cells are supported (the
     neighbour list follows the cell), but the shipped models know only isolated molecules.
     One calculator serves one thread at a time: a second thread waits for the first's result.
+
+    A committee file (`anids-md committee`, several models from different seeds) predicts with the
+    members' mean and adds their spread: `energy_std` (eV, the standard deviation of the members'
+    energies) and `forces_std` (eV/Å, per atom: the root-mean-square deviation of the members'
+    force vectors from their mean), read with `calc.get_property("forces_std", atoms)`.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "energies"]
+    uncertainty_properties = ["energy_std", "forces_std"]
 
     def __init__(self, checkpoint, device="cpu", dtype=None, skin: float = 0.5, num_threads: int | None = None,
                  compile: bool = False, **kwargs):
@@ -75,14 +81,17 @@ class AniDSCalculator(Calculator):
         dtype = resolve_dtype(dtype, device)
         set_threads(num_threads)
         super().__init__(**kwargs)
-        self.model, self.metadata = load_force_field(checkpoint, device=device, dtype=dtype)
+        self.models, self.metadata = load_force_fields(checkpoint, device=device, dtype=dtype)
+        if len(self.models) > 1:
+            self.implemented_properties = [*self.implemented_properties, *self.uncertainty_properties]
         if compile:
             check_compiler(device)
-            self.model.compile_network()
+            for model in self.models:
+                model.compile_network()
         self.device, self.dtype, self.skin = device, dtype, float(skin)
         self.parameters.update(checkpoint=str(checkpoint), device=str(device), dtype=str(dtype).replace("torch.", ""),
                                skin=self.skin, num_threads=num_threads, compile=compile)
-        self.cutoff = self.model.config.cutoff
+        self.cutoff = self.models[0].config.cutoff  # shared by a committee's members
         self._topology = None  # the last neighbour-list build, reused while atoms stay within the skin
         self._lock = threading.RLock()
         self.neighbour_list_builds = 0
@@ -94,6 +103,9 @@ class AniDSCalculator(Calculator):
     def get_property(self, name, atoms=None, allow_calculation=True):
         # ASE computes, then reads self.results: both under the lock, or another thread's
         # calculation could land in between.
+        if name in self.uncertainty_properties and name not in self.implemented_properties:
+            raise ValueError(f"{name} needs a committee of models (anids-md committee MODEL MODEL ... -o FILE); "
+                             f"{self.parameters['checkpoint']} is a single model")
         with self._lock:
             target = self.atoms if atoms is None else atoms
             if target is not None:
@@ -150,14 +162,18 @@ class AniDSCalculator(Calculator):
             topology = self._current_topology(atoms)
             graph = graph_from_atoms(atoms, self.cutoff, edges=(topology.edge_index, topology.shifts), dtype=self.dtype,
                                      device=self.device)
-            out = self.model(graph, compute_forces=True)
-            energy = float(out["energy"].item())
-            forces = out["forces"].detach().double().cpu().numpy()
-            if not (np.isfinite(energy) and np.all(np.isfinite(forces))):
+            outs = [model(graph, compute_forces=True) for model in self.models]
+            energies = np.array([float(out["energy"].item()) for out in outs])
+            forces = np.stack([out["forces"].detach().double().cpu().numpy() for out in outs])
+            if not (np.all(np.isfinite(energies)) and np.all(np.isfinite(forces))):
                 raise FloatingPointError("the model gave a non-finite energy or forces for finite input; please report this")
+            energy = float(energies.mean())
             self.results = {
                 "energy": energy,
                 "free_energy": energy,
-                "energies": out["energies"].detach().double().cpu().numpy(),
-                "forces": forces,
+                "energies": np.mean([out["energies"].detach().double().cpu().numpy() for out in outs], axis=0),
+                "forces": forces.mean(axis=0),
             }
+            if len(self.models) > 1:
+                self.results["energy_std"] = float(energies.std())
+                self.results["forces_std"] = np.sqrt(((forces - forces.mean(axis=0)) ** 2).sum(axis=2).mean(axis=0))

@@ -23,6 +23,8 @@ from .version import __version__
 FORMAT_VERSION = 4
 GENERATOR_PREFIX = "generator."
 HEAD_PREFIX = "denoising_head."
+MEMBER_PREFIX = "member{}."  # a committee file's k-th force field
+COMMITTEE_KIND = "committee"
 METADATA_KEY = "anids_md"
 UNITS = {"energy": "eV", "forces": "eV/Å", "length": "Å"}
 PRETRAINING_KIND = "denoising pretraining"  # training["kind"] of a checkpoint whose energy head was never trained
@@ -110,6 +112,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype:
     """Rebuild the model of a checkpoint (in eval mode) and return it with its metadata."""
     path = resolve(path)
     metadata = read_metadata(path)
+    if metadata.get("kind") == COMMITTEE_KIND:
+        raise CheckpointError(f"{path} is a committee of force fields; load it with load_force_fields")
     try:
         config = ModelConfig.from_dict(metadata["model"])  # checked against its limits before anything is built
     except (KeyError, TypeError, ValueError) as error:
@@ -144,12 +148,68 @@ def check_elements(metadata: dict, numbers) -> None:
 def load_force_field(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> tuple[ForceField, dict]:
     """`load_checkpoint`, refusing checkpoints whose energy head was never trained (pretraining
     trains only the denoising head)."""
-    model, metadata = load_checkpoint(path, device, dtype)
+    models, metadata = load_force_fields(path, device, dtype)
+    if len(models) > 1:
+        raise CheckpointError(f"{path} is a committee of {len(models)} force fields; load it with load_force_fields "
+                              "(AniDSCalculator does, and reports their spread)")
+    return models[0], metadata
+
+
+def _check_trained(path, metadata: dict) -> None:
     if metadata.get("training", {}).get("kind") == PRETRAINING_KIND:
         raise CheckpointError(
             f"{path} is a denoising-pretraining checkpoint: its energy head was never trained, so it gives no usable "
             f"energies or forces; fine-tune it on labelled frames first (anids-md train ... init={path})")
-    return model, metadata
+
+
+def save_committee(members: list[str | Path], path: str | Path) -> Path:
+    """One file holding the force fields of the checkpoints `members` (two or more, trained on the
+    same elements with the same cutoff, e.g. from different seeds). The calculator predicts with
+    their mean and reports their spread (`energy_std`, `forces_std`)."""
+    if len(members) < 2:
+        raise ValueError(f"a committee needs at least two force fields, got {len(members)}")
+    loaded = [load_force_field(m) for m in members]
+    first_model, first = loaded[0]
+    for member, (model, _) in zip(members, loaded):
+        c = model.config
+        if c.elements != first_model.config.elements or c.cutoff != first_model.config.cutoff:
+            raise ValueError(f"{member}: elements {c.elements} and cutoff {c.cutoff} Å differ from the first member's "
+                             f"({first_model.config.elements}, {first_model.config.cutoff} Å); a committee shares both")
+    metadata = {**first, "kind": COMMITTEE_KIND, "package_version": package_version(),
+                "committee": {"members": [{"file": str(m), "model": model.config.to_dict(), "training": meta.get("training", {})}
+                                          for m, (model, meta) in zip(members, loaded)]}}
+    tensors = {MEMBER_PREFIX.format(k) + name: value  # as stored: a float64 member stays float64
+               for k, member in enumerate(members) for name, value in load_file(str(resolve(member))).items()
+               if not name.startswith((GENERATOR_PREFIX, HEAD_PREFIX))}
+    with atomic_path(Path(path)) as tmp:
+        save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(metadata)})
+    return Path(path)
+
+
+def load_force_fields(path: str | Path, device: str | torch.device = "cpu",
+                      dtype: torch.dtype | None = None) -> tuple[list[ForceField], dict]:
+    """The members of a committee file (see `save_committee`), or the one force field of any other
+    checkpoint, in eval mode, with the file's metadata. Pretraining checkpoints are refused."""
+    path = resolve(path)
+    metadata = read_metadata(path)
+    _check_trained(path, metadata)
+    if metadata.get("kind") != COMMITTEE_KIND:
+        return [load_checkpoint(path, device, dtype)[0]], metadata
+    try:
+        tensors = load_file(str(path))
+        models = []
+        for k, member in enumerate(metadata["committee"]["members"]):
+            prefix = MEMBER_PREFIX.format(k)
+            weights = {name[len(prefix):]: v for name, v in tensors.items() if name.startswith(prefix)}
+            stored = next((t.dtype for t in weights.values() if t.is_floating_point()), torch.float32)
+            model = ForceField(ModelConfig.from_dict(member["model"])).to(stored)  # full stored precision, then cast
+            model.load_state_dict(weights, strict=True)
+            models.append(model.to(device=device, dtype=dtype or torch.float32).eval())
+    except (KeyError, TypeError, RuntimeError, SafetensorError, ValueError) as error:
+        raise CheckpointError(f"{path}: committee members do not match their metadata ({error})") from None
+    if len(models) < 2:
+        raise CheckpointError(f"{path}: a committee file with {len(models)} member")
+    return models, metadata
 
 
 def load_denoising_head(path: str | Path, config: ModelConfig) -> DenoisingHead | None:

@@ -376,15 +376,22 @@ def md_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the initial velocities and Langevin noise")
     p.add_argument("--compile", action="store_true", help="torch.compile the network: up to 2x faster steps after a first "
                    "call that compiles (tens of seconds); on CPU needs a C++ compiler")
+    p.add_argument("--uncertainty", action="store_true", help="with a committee checkpoint: report the members' spread "
+                   "(energy_std, per-atom forces_std, also written into each recorded frame)")
 
 
 def cmd_md(args) -> None:
+    import numpy as np
+
     from .calculator import AniDSCalculator
     from .simulate import run_md
     from .units import FS_PER_PS
 
     (atoms,) = _read_frames(args.input, args.index, single=True)
     atoms.calc = AniDSCalculator(args.checkpoint, device=args.device, dtype=args.dtype, compile=args.compile)
+    if args.uncertainty and len(atoms.calc.models) < 2:
+        raise ValueError(f"--uncertainty needs a committee checkpoint (anids-md committee MODEL MODEL ... -o FILE); "
+                         f"{args.checkpoint} is a single model")
     report = run_md(atoms, args.ensemble, args.temperature, args.timestep, args.steps, trajectory=args.output,
                     interval=args.interval, friction_per_fs=args.friction, seed=args.seed, progress=True)
     if report.stopped:  # a summary of a run that did not happen would mislead
@@ -393,6 +400,11 @@ def cmd_md(args) -> None:
     print(f"mean temperature {report.mean_temperature_K:.1f} K")
     if args.ensemble == "nve":
         print(f"energy drift {report.drift_meV_per_atom_per_ps:+.4f} meV/atom/ps")
+    if args.uncertainty:
+        spread = np.asarray(report.max_forces_std_eV_per_A) * 1000
+        print(f"committee spread: largest per-atom forces_std {spread.mean():.1f} meV/Å on average over the recorded frames, "
+              f"{spread.max():.1f} at most (frame {int(spread.argmax())}); energy_std {1000 * np.mean(report.energy_std_eV):.1f} meV "
+              "on average")
     if not report.stable:
         hint = f"; a {args.timestep:g} fs timestep is large for molecules with hydrogen: try 0.5 fs" if args.timestep > 1 else ""
         raise RuntimeError(f"UNSTABLE: {len(report.unstable_bonds)} bonds left [0.7, 1.5]× their starting length{hint}: "
@@ -489,6 +501,18 @@ def cmd_validate(args) -> None:
         plot_comparison(rows, args.plot, f"{args.checkpoint} vs {level.label()}")
 
 
+def committee_arguments(p) -> None:
+    p.add_argument("members", nargs="+", help="two or more force-field checkpoints of the same elements and cutoff (e.g. seeds)")
+    p.add_argument("-o", "--output", required=True, help="the committee checkpoint (.safetensors)")
+
+
+def cmd_committee(args) -> None:
+    from .checkpoint import save_committee
+
+    save_committee(args.members, args.output)
+    print(f"wrote {args.output}: a committee of {len(args.members)} models (the calculator reports energy_std and forces_std)")
+
+
 def fit_arguments(p) -> None:
     from .fit.settings import FitSettings  # its defaults are the command's
 
@@ -551,6 +575,7 @@ COMMANDS = [
     ("evaluate", "energy and force errors of a checkpoint on labelled data", evaluate_arguments, cmd_evaluate, True),
     ("optimize", "relax structures with a model", optimize_arguments, cmd_optimize, True),
     ("md", "run molecular dynamics with a model", md_arguments, cmd_md, True),
+    ("committee", "one checkpoint of several models whose spread the calculator reports", committee_arguments, cmd_committee, True),
     ("dft-optimize", "PySCF + geomeTRIC reference optimisation (cached; PySCF uses all cores)", dft_optimize_arguments,
      cmd_dft_optimize, False),
     ("rmsd", "RMSD (Å) between two conformations of the same atoms after Kabsch alignment", rmsd_arguments, cmd_rmsd, False),

@@ -56,6 +56,9 @@ class MDReport:
     max_bond_ratio: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (B,) longest length / start length
     bond_limits: tuple[float, float] = (0.7, 1.5)
     stopped: str | None = None  # why the run ended early (a non-finite step, a calculator error)
+    # per recorded frame, when the calculator is a committee (its `energy_std`, and the largest per-atom `forces_std`)
+    energy_std_eV: list[float] = field(default_factory=list)
+    max_forces_std_eV_per_A: list[float] = field(default_factory=list)
 
     @property
     def drift_meV_per_atom_per_ps(self) -> float:
@@ -134,6 +137,18 @@ def check_md_settings(temperature_K: float, timestep_fs: float, steps: int, inte
         raise ValueError(f"friction must be 0 or more (1/fs), got {friction_per_fs}")
 
 
+def _with_spread(atoms: Atoms, energy_std: float, forces_std: np.ndarray) -> Atoms:
+    """A copy of `atoms` with its calculator's results, and the committee's spread (ASE's extxyz
+    writer keeps only the results it knows)."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    frame = atoms.copy()
+    frame.calc = SinglePointCalculator(frame, energy=atoms.get_potential_energy(), forces=atoms.get_forces())
+    frame.info["energy_std"] = float(energy_std)
+    frame.arrays["forces_std"] = np.asarray(forces_std, dtype=float)
+    return frame
+
+
 def run_md(
     atoms: Atoms,
     ensemble: str = "nve",
@@ -149,7 +164,9 @@ def run_md(
     """Molecular dynamics from a Maxwell-Boltzmann start at `temperature_K` (no net momentum or
     rotation). NVE uses velocity Verlet; Langevin thermostats at `temperature_K`. Every
     `interval` steps the energies and bond lengths are recorded and, if `trajectory` is given,
-    the frame is appended to that extxyz file (energies, forces and velocities included)."""
+    the frame is appended to that extxyz file (energies, forces and velocities included). With a
+    calculator that reports `forces_std` (a committee), each recorded frame's spread goes into the
+    report and the trajectory (`energy_std` in its info, `forces_std` per atom)."""
     dynamics = md_integrator(atoms, ensemble, temperature_K, timestep_fs, steps, interval, friction_per_fs, seed)
     report = MDReport(ensemble, steps, timestep_fs, len(atoms))
     observe(dynamics, report, steps, interval, trajectory, progress)
@@ -193,13 +210,21 @@ def observe(dynamics, report: MDReport, steps: int, interval: int, trajectory: s
     if trajectory is not None:
         Path(trajectory).unlink(missing_ok=True)
 
+    committee = "forces_std" in getattr(atoms.calc, "implemented_properties", ())
+
     def record():
         report.track_bonds(atoms)
         report.times_ps.append(dynamics.nsteps * timestep_fs / FS_PER_PS)
         report.total_energies_eV.append(float(atoms.get_total_energy()))
         report.temperatures_K.append(float(atoms.get_temperature()))
+        frame = atoms
+        if committee:
+            energy_std, forces_std = (atoms.calc.get_property(name, atoms) for name in ("energy_std", "forces_std"))
+            report.energy_std_eV.append(float(energy_std))
+            report.max_forces_std_eV_per_A.append(float(np.max(forces_std)))
+            frame = _with_spread(atoms, energy_std, forces_std)
         if trajectory is not None:
-            write(str(trajectory), atoms, format="extxyz", append=True)
+            write(str(trajectory), frame, format="extxyz", append=True)
 
     def check_step():
         # Before anything is recorded: a non-finite step ends the run here, named.

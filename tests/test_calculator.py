@@ -204,7 +204,7 @@ def test_compiled_network_matches_eager(checkpoint, ethanol):
         compiled = AniDSCalculator(checkpoint, dtype="float64", compile=True)
     except RuntimeError:
         compiled = AniDSCalculator(checkpoint, dtype="float64")
-        compiled.model.compile_network(backend="aot_eager")
+        compiled.models[0].compile_network(backend="aot_eager")
     eager = AniDSCalculator(checkpoint, dtype="float64")
     moved = ethanol.copy()
     moved.positions[0] += [0.1, 0.0, 0.05]

@@ -41,10 +41,18 @@ def test_dft_optimisation_converges_and_cache_hit_does_not_recompute(tmp_path, m
     result = dft_optimize(water(), DFTLevel(basis="sto-3g"), cache_dir=tmp_path)
     assert result.converged and not result.cached and np.abs(result.forces_eV_per_A).max() < 0.02
     assert 0.9 < result.atoms.get_distance(0, 1) < 1.1  # an O-H bond
+    # Every gradient evaluation is kept, labelled as a single point at that structure would be.
+    path = result.path_frames()
+    assert len(path) == result.steps >= 2
+    np.testing.assert_allclose(path[0].positions, water().positions, atol=1e-6)
+    check = dft_single_point(path[1], DFTLevel(basis="sto-3g"), cache_dir=tmp_path)
+    assert path[1].get_potential_energy() == pytest.approx(check.energy_eV, abs=1e-5)
+    np.testing.assert_allclose(path[1].get_forces(), check.forces_eV_per_A, atol=1e-3)
     monkeypatch.setattr(dft_module, "_method", lambda *a, **k: pytest.fail("recomputed despite the cache"))
     again = dft_optimize(water(), DFTLevel(basis="sto-3g"), cache_dir=tmp_path)
     assert again.cached and again.energy_eV == result.energy_eV
     np.testing.assert_array_equal(again.atoms.positions, result.atoms.positions)
+    np.testing.assert_array_equal(again.path_forces_eV_per_A, result.path_forces_eV_per_A)
     with pytest.raises(pytest.fail.Exception):
         dft_optimize(water(0.06), DFTLevel(basis="sto-3g"), cache_dir=tmp_path)  # another structure is another key
 

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -34,6 +34,21 @@ class ReferenceResult:
     steps: int  # gradient evaluations (1 for a single point)
     converged: bool
     cached: bool
+    # an optimisation's gradient evaluations: positions (S, N, 3) Å, energies (S,) eV, forces (S, N, 3) eV/Å
+    path_positions: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 3)))
+    path_energies_eV: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    path_forces_eV_per_A: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 3)))
+
+    def path_frames(self) -> list[Atoms]:
+        """The optimisation's gradient evaluations as labelled structures (DFT data near the minimum)."""
+        from ase.calculators.singlepoint import SinglePointCalculator
+
+        frames = []
+        for positions, energy, forces in zip(self.path_positions, self.path_energies_eV, self.path_forces_eV_per_A):
+            atoms = Atoms(numbers=self.atoms.numbers, positions=positions)
+            atoms.calc = SinglePointCalculator(atoms, energy=float(energy), forces=forces)
+            frames.append(atoms)
+        return frames
 
 
 def default_cache_dir() -> Path:
@@ -61,7 +76,9 @@ def load_result(path: Path, numbers) -> ReferenceResult | None:
     try:
         d = json.loads(path.read_text())
         atoms = Atoms(numbers=numbers, positions=np.array(d["positions"]))
-        return ReferenceResult(atoms, d["energy_eV"], np.array(d["forces_eV_per_A"]), d["wall_s"], d["steps"], d["converged"], True)
+        path = {key: np.array(d[key]) for key in ("path_positions", "path_energies_eV", "path_forces_eV_per_A") if key in d}
+        return ReferenceResult(atoms, d["energy_eV"], np.array(d["forces_eV_per_A"]), d["wall_s"], d["steps"], d["converged"], True,
+                               **path)
     except (OSError, ValueError, KeyError, TypeError) as error:  # JSONDecodeError is a ValueError
         logger.warning("ignoring the unreadable cache entry %s (%s: %s); recomputing", path, type(error).__name__, error)
         return None
@@ -90,6 +107,9 @@ def store_result(path: Path, result: ReferenceResult, level) -> None:
     record = {"level": asdict(level), "positions": result.atoms.positions.tolist(), "energy_eV": result.energy_eV,
               "forces_eV_per_A": result.forces_eV_per_A.tolist(), "wall_s": result.wall_s, "steps": result.steps,
               "converged": result.converged, "units": {"positions": "Å", "energy": "eV", "forces": "eV/Å"}}
+    if len(result.path_energies_eV):
+        record.update(path_positions=result.path_positions.tolist(), path_energies_eV=result.path_energies_eV.tolist(),
+                      path_forces_eV_per_A=result.path_forces_eV_per_A.tolist())
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomically(path, json.dumps(record))

@@ -83,10 +83,11 @@ def dft_single_point(atoms: Atoms, level: DFTLevel = DFTLevel(), cache_dir: str 
 def dft_optimize(atoms: Atoms, level: DFTLevel = DFTLevel(), max_steps: int = 100, cache_dir: str | Path | None = None,
                  progress: bool = False) -> ReferenceResult:
     """Relax `atoms` at `level` (charge and spin included) with PySCF + geomeTRIC (its default
-    convergence criteria) and return the minimum, its energy and forces; cached by structure
-    and level of theory. `progress` shows a bar with a tick per gradient (minutes each for a
+    convergence criteria) and return the minimum, its energy and forces, and every gradient
+    evaluation on the way (`path_frames()`); cached by structure and level of theory. `progress` shows a bar with a tick per gradient (minutes each for a
     20-atom molecule on a laptop)."""
-    path = cache_path("dft", "optimisation", atoms, level, cache_dir, {"max_steps": max_steps})
+    # "path": entries record every gradient evaluation (earlier ones did not, and are not read)
+    path = cache_path("dft", "optimisation", atoms, level, cache_dir, {"max_steps": max_steps, "path": True})
     cached = load_result(path, atoms.numbers)
     if cached is not None:
         return cached
@@ -115,7 +116,10 @@ def dft_optimize(atoms: Atoms, level: DFTLevel = DFTLevel(), max_steps: int = 10
         energy, forces = float(last_energy) * HARTREE_IN_EV, -last_gradient * HARTREE_PER_BOHR_IN_EV_PER_A
     else:
         energy, forces = _energy_forces(_method(minimum, level))
-    result = ReferenceResult(minimum, energy, forces, time.perf_counter() - start, len(steps), bool(converged), False)
+    result = ReferenceResult(minimum, energy, forces, time.perf_counter() - start, len(steps), bool(converged), False,
+                             path_positions=np.array([p for p, _, _ in steps]),
+                             path_energies_eV=np.array([e for _, e, _ in steps]) * HARTREE_IN_EV,
+                             path_forces_eV_per_A=-np.array([g for _, _, g in steps]) * HARTREE_PER_BOHR_IN_EV_PER_A)
     store_result(path, result, level)
     return result
 

@@ -9,7 +9,7 @@ import json
 import logging
 import sys
 
-from .options import DISPERSIONS, DTYPES, ENSEMBLES, EXECUTORS, OPTIMIZERS, SAMPLERS, XTB_METHODS
+from .options import DISPERSIONS, DTYPES, ENSEMBLES, EXECUTORS, OPTIMIZERS, SAMPLERS, SELECTIONS, XTB_METHODS
 
 # --- argument types and groups shared by several subcommands ---------------------------------
 
@@ -525,7 +525,18 @@ def fit_arguments(p) -> None:
     p.add_argument("--frames-per-round", type=_count, default=d.frames_per_round, help="MD frames labelled and added per round")
     p.add_argument("--test-frames", type=_count, default=d.test_frames, help="held-out frames, from MD with the final model")
     p.add_argument("--md-steps", type=_count, default=d.md_steps, help="0.5 fs steps per MD round")
-    p.add_argument("--sampler", choices=SAMPLERS, default=d.sampler, help="how the first configurations are drawn around the DFT minimum")
+    p.add_argument("--sampler", choices=SAMPLERS, default=d.sampler, help="how the first candidates are made: displacements around "
+                   "the DFT minimum, or xtb-md (MD with GFN2-xTB from the xTB minima of RDKit conformers; a molecule prior on those frames)")
+    p.add_argument("--selection", choices=SELECTIONS, default=d.selection, help="which candidates get DFT labels: random, farthest-point "
+                   "in the model's features, or where the committee disagrees most")
+    p.add_argument("--committee", type=_count, default=d.committee, help="models per fit (seeds); 2 or more: model.safetensors is a "
+                   "committee whose spread the calculator reports")
+    p.add_argument("--candidates", type=_count, default=d.candidates, help="candidates per DFT label, from the sampler and each MD round")
+    p.add_argument("--conformers", type=_count, default=d.conformers, help="xtb-md: RDKit conformers relaxed with xTB")
+    p.add_argument("--pool-frames", type=_count, default=d.pool_frames, help="xtb-md: xTB MD frames (the prior's data, the first candidates)")
+    p.add_argument("--prior-epochs", type=_count, default=d.prior_epochs, help="xtb-md: epochs of the molecule prior's fit")
+    p.add_argument("--max-rmsd", type=_positive, default=d.max_rmsd_A, help="Å: the validation fails (exit status 1) when the ML "
+                   "minimum is farther than this from the DFT minimum")
     p.add_argument("--init", default=d.init, help="pretrained backbone (checkpoint or shipped name)")
     p.add_argument("--steps", type=_count, default=d.steps, help="optimiser steps per fit")
     p.add_argument("--workers", type=_count, default=d.workers, help="parallel DFT labelling processes")
@@ -541,15 +552,22 @@ def cmd_fit(args) -> None:
 
     settings = FitSettings(level=_level(args), frames=args.frames, temperature_K=args.temperature, rounds=args.rounds,
                            frames_per_round=args.frames_per_round, test_frames=args.test_frames, md_steps=args.md_steps,
-                           sampler=args.sampler, init=args.init, steps=args.steps, workers=args.workers, executor=args.executor,
+                           sampler=args.sampler, selection=args.selection, committee=args.committee, candidates=args.candidates,
+                           conformers=args.conformers, pool_frames=args.pool_frames, prior_epochs=args.prior_epochs,
+                           max_rmsd_A=args.max_rmsd, init=args.init, steps=args.steps, workers=args.workers, executor=args.executor,
                            scheduler=args.scheduler, threads=args.threads, seed=args.seed)
     report = fit(args.input, args.output, settings, charge=args.charge, spin=args.spin, cache_dir=args.cache, progress=not args.quiet)
     print(f"{report.formula} at {report.level}: held-out force MAE {report.heldout_forces_mae_meV_per_A:.1f} meV/Å, "
           f"energy MAE {report.heldout_energy_mae_meV:.1f} meV ({report.n_heldout_frames} frames)")
     print(f"ML vs DFT minimum RMSD {report.minimum_rmsd_A:.4f} Å; NVE drift {report.nve_drift_meV_per_atom_per_ps:.3f} meV/atom/ps; "
           f"MD at {args.temperature:g} K {'stable' if report.md_stable else 'UNSTABLE'}")
+    if report.spread_error_spearman is not None:
+        print(f"committee spread vs held-out error per frame: Spearman {report.spread_error_spearman:.2f}")
     print(f"{report.n_dft_calls} DFT calls ({report.n_dft_computed} computed now), {report.wall_s:.0f} s; "
           f"wrote {args.output}/model.safetensors, report.json, report.png")
+    if not report.passed:  # the files stay for inspection; scripts see the status
+        raise RuntimeError("FAILED VALIDATION: " + "; ".join(report.failures))
+    print("validation passed")
 
 
 def demo_arguments(p) -> None:

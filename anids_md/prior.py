@@ -74,13 +74,16 @@ def xtb_minimum(atoms: Atoms, level: XTBLevel) -> Atoms:
 
 
 def sample_with_xtb(minimum: Atoms, settings: PriorConfig, level: XTBLevel, seed: int, folder: Path, tag: str,
-                    progress: bool) -> tuple[list[Atoms], int, float]:
-    """Frames of `settings.starts` Langevin runs from `minimum`, labelled with the xTB energy and
-    forces computed along them. A finished run is read back from its file; a run that xTB cannot
-    finish is skipped and counted. Returns the frames, the failed runs and the xTB seconds spent now."""
-    per_start = -(-settings.frames // settings.starts)
+                    progress: bool, frames: int | None = None, temperature_K: float | None = None) -> tuple[list[Atoms], int, float]:
+    """`frames` (default `settings.frames`) frames of `settings.starts` Langevin runs from `minimum`
+    at `temperature_K` (default `settings.temperature_K`), labelled with the xTB energy and forces
+    computed along them. A finished run is read back from its file; a run that xTB cannot finish
+    is skipped and counted. Returns the frames, the failed runs and the xTB seconds spent now."""
+    wanted = frames or settings.frames
+    temperature_K = temperature_K or settings.temperature_K
+    per_start = -(-wanted // settings.starts)
     keep_from = settings.equilibration_steps // settings.interval + 1  # recorded frames: steps 0, interval, ...
-    frames, failed, seconds = [], 0, 0.0
+    kept, failed, seconds = [], 0, 0.0
     for start in range(settings.starts):
         done = folder / f"{tag}_run{start}.extxyz"
         if not done.exists():
@@ -89,7 +92,7 @@ def sample_with_xtb(minimum: Atoms, settings: PriorConfig, level: XTBLevel, seed
             atoms.calc = xtb_calculator(level)
             partial = folder / f"{tag}_run{start}.partial.extxyz"
             try:
-                report = run_md(atoms, "langevin", settings.temperature_K, settings.timestep_fs,
+                report = run_md(atoms, "langevin", temperature_K, settings.timestep_fs,
                                 settings.equilibration_steps + per_start * settings.interval, trajectory=partial,
                                 interval=settings.interval, friction_per_fs=settings.friction_per_fs, seed=seed + 1000 * start,
                                 progress=progress)
@@ -104,8 +107,8 @@ def sample_with_xtb(minimum: Atoms, settings: PriorConfig, level: XTBLevel, seed
                 continue
             partial.rename(done)
         run = read(done, index=":")[keep_from:]
-        frames.extend(run[:per_start])
-    return frames[: settings.frames], failed, seconds
+        kept.extend(run[:per_start])
+    return kept[:wanted], failed, seconds
 
 
 def build_prior(structures: list[Atoms], root: str | Path, settings: PriorConfig | None = None, seed: int = 0,
@@ -126,8 +129,6 @@ def build_prior(structures: list[Atoms], root: str | Path, settings: PriorConfig
 
 
 def _build_prior(molecules: list[Atoms], folder: Path, s: PriorConfig, level: XTBLevel, seed: int, progress: bool) -> PriorReport:
-    from .train import load_config, train
-
     manifest_path = folder / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"xtb_wall_s": 0.0}
     frames_file = folder / "xtb_frames.extxyz"
@@ -151,6 +152,19 @@ def _build_prior(molecules: list[Atoms], folder: Path, s: PriorConfig, level: XT
         manifest.update(n_frames=len(frames), n_failed_runs=failed, formulae=[a.get_chemical_formula() for a in molecules],
                         level=asdict(level), settings=asdict(s), seed=seed)
         write_text_atomically(manifest_path, json.dumps(manifest, indent=2))
+    summary, model = fit_prior(frames_file, folder, s, level, seed, progress)
+    manifest = json.loads(manifest_path.read_text())
+    return PriorReport(model=model, frames_file=frames_file, n_frames=manifest["n_frames"],
+                       n_failed_runs=manifest["n_failed_runs"], xtb_wall_s=round(manifest["xtb_wall_s"], 1),
+                       fit_wall_s=summary["train_wall_s"], valid_forces_mae_meV_per_A=summary["valid"]["forces_mae_meV_per_A"],
+                       folder=folder)
+
+
+def fit_prior(frames_file: Path, folder: Path, s: PriorConfig, level: XTBLevel, seed: int, progress: bool) -> tuple[dict, Path]:
+    """The prior's fit on xTB-labelled frames, in `folder`/fit/ (resumed, or reused when it
+    finished): its training summary and model file."""
+    from .train import load_config, train
+
     overrides = [f"output_dir={folder}", "name=fit", f"data.train={frames_file}", "data.protocol=null", f"data.n_valid={s.n_valid}",
                  "data.reference_energies=null",  # fitted by least squares to the xTB energies
                  f"optim.epochs={s.epochs}", f"optim.patience={s.epochs}", f"seed={seed}", "resume=true", "denoise.kind=none",
@@ -159,11 +173,7 @@ def _build_prior(molecules: list[Atoms], folder: Path, s: PriorConfig, level: XT
     config = load_config(None, overrides)  # the package's defaults: the plain recipe's model and optimiser
     summary_path = config.run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else train(config, progress=progress)
-    manifest = json.loads(manifest_path.read_text())
-    return PriorReport(model=config.run_dir / "model.safetensors", frames_file=frames_file, n_frames=manifest["n_frames"],
-                       n_failed_runs=manifest["n_failed_runs"], xtb_wall_s=round(manifest["xtb_wall_s"], 1),
-                       fit_wall_s=summary["train_wall_s"], valid_forces_mae_meV_per_A=summary["valid"]["forces_mae_meV_per_A"],
-                       folder=folder)
+    return summary, config.run_dir / "model.safetensors"
 
 
 def train_with_prior(config: TrainConfig, progress: bool = True) -> dict:

@@ -64,8 +64,10 @@ def test_fit_water_end_to_end(tmp_path):
     for key in ("heldout_forces_mae_meV_per_A", "heldout_energy_mae_meV", "minimum_rmsd_A", "nve_drift_meV_per_atom_per_ps",
                 "md_stable", "n_dft_calls", "wall_s", "level"):
         assert key in saved
-    assert saved["level"] == "PBE/sto-3g" and report.n_train_frames == 16 and report.n_heldout_frames == 4
-    assert report.n_dft_calls == report.n_dft_computed > 24  # optimisation steps + 12 + 4 + 4 single points
+    optimisation = report.dft_calls_per_stage["dft_minimum"]  # its gradients are training frames too
+    assert saved["level"] == "PBE/sto-3g" and report.n_train_frames == 16 + optimisation and report.n_heldout_frames == 4
+    assert report.dft_calls_per_stage == {"dft_minimum": optimisation, "Hessian": 18, "first frames": 12, "round 1": 4, "held out": 4}
+    assert report.n_dft_calls == report.n_dft_computed == optimisation + 18 + 12 + 4 + 4
     assert np.isfinite(report.heldout_forces_mae_meV_per_A) and report.minimum_rmsd_A < 0.05
     calc = AniDSCalculator(tmp_path / "water" / "model.safetensors")
     minimum = molecule("H2O")
@@ -106,3 +108,69 @@ def test_labelling_on_a_dask_cluster_matches_the_direct_calculation(tmp_path):
         direct = dft_single_point(frame, FAST, cache_dir=tmp_path / "direct")
         assert atoms.get_potential_energy() == pytest.approx(direct.energy_eV, abs=1e-8)
         np.testing.assert_allclose(atoms.get_forces(), direct.forces_eV_per_A, atol=1e-7)
+
+
+def test_xtb_md_fit_with_a_committee_resumes_and_fails_validation_by_exit_status(tmp_path, monkeypatch):
+    """The chain on water: xTB conformer minima and MD, a molecule prior, a committee of two
+    fine-tunes choosing the round's frames, the report; killed in its second fit and started
+    again through the command line, it recomputes no DFT label it had, and an impossible
+    --max-rmsd makes it exit non-zero."""
+    import anids_md.fit.pipeline as pipeline
+    from anids_md.cli import main
+
+    settings = FitSettings(level=FAST, sampler="xtb-md", selection="committee", committee=2, frames=6, candidates=3, pool_frames=20,
+                           prior_epochs=2, rounds=1, frames_per_round=2, test_frames=4, md_steps=40, steps=60, nve_steps=40,
+                           workers=2, temperature_K=300.0, max_rmsd_A=1e-6)
+    real = pipeline._fit_models
+
+    def killed_in_round_one(out, index, *args, **kwargs):
+        if index == 1:
+            raise KeyboardInterrupt
+        return real(out, index, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "_fit_models", killed_in_round_one)
+    with pytest.raises(KeyboardInterrupt):
+        fit("O", tmp_path / "water", settings, cache_dir=tmp_path / "cache", progress=False)
+    monkeypatch.setattr(pipeline, "_fit_models", real)
+    with pytest.raises(SystemExit, match="FAILED VALIDATION: the ML minimum lies"):
+        main(["fit", "O", "-o", str(tmp_path / "water"), "--sampler", "xtb-md", "--selection", "committee", "--committee", "2",
+              "--frames", "6", "--candidates", "3", "--pool-frames", "20", "--prior-epochs", "2", "--rounds", "1",
+              "--frames-per-round", "2", "--test-frames", "4", "--md-steps", "40", "--steps", "60", "--workers", "2",
+              "--temperature", "300", "--max-rmsd", "1e-6", "--basis", "sto-3g", "--grid", "1", "--no-density-fit",
+              "--cache", str(tmp_path / "cache"), "--quiet"])
+    saved = json.loads((tmp_path / "water" / "report.json").read_text())
+    assert saved["validation"].startswith("FAILED VALIDATION") and not saved["passed"]
+    assert saved["n_dft_computed"] == 4  # only the held-out frames: everything before the kill came from the cache
+    calls = saved["dft_calls_per_stage"]
+    assert calls["first frames"] == 6 and calls["round 1"] == 2 and calls["held out"] == 4
+    assert saved["n_train_frames"] == 6 + 2 + calls["dft_minimum"]
+    assert saved["xtb"]["frames"] == 20 and saved["xtb"]["minima"] == 1 and saved["xtb"]["conformers_dropped_bonding_changed"] == 0
+    assert -1.0 <= saved["spread_error_spearman"] <= 1.0
+    atoms = molecule("H2O")
+    atoms.calc = AniDSCalculator(tmp_path / "water" / "model.safetensors")
+    assert len(atoms.calc.models) == 2 and atoms.calc.get_property("forces_std", atoms).shape == (3,)
+
+
+def test_selection_picks_where_the_committee_disagrees_and_spreads_farthest_points(tiny_model, tmp_path):
+    from anids_md.checkpoint import save_checkpoint, save_committee
+    from anids_md.fit.selection import farthest_points, select_frames
+
+    from .test_committee import perturbed
+
+    members = [save_checkpoint(m, tmp_path / f"m{k}.safetensors") for k, m in enumerate([tiny_model, perturbed(tiny_model, 1, 0.02)])]
+    committee = AniDSCalculator(save_committee(members, tmp_path / "c.safetensors"))
+    water = molecule("H2O")
+    frames = []
+    for stretch in (0.0, 0.02, 0.3, 0.05):  # the strongly stretched frame is where two fits of little data part most
+        frame = water.copy()
+        frame.positions[1] += stretch * (frame.positions[1] - frame.positions[0])
+        frames.append(frame)
+    spread = [float(np.max(committee.get_property("forces_std", f))) for f in frames]
+    assert select_frames(frames, 1, "committee", 0, committee=committee) == [int(np.argmax(spread))]
+    assert select_frames(frames, 2, "committee", 0, committee=committee) == list(np.argsort(spread)[::-1][:2])
+    # Farthest-point: from the point nearest the mean, then the farthest each time.
+    points = np.array([[0.0, 0.0], [10.0, 0.0], [0.1, 0.0], [0.0, 3.0], [1.0, 1.0]])
+    assert farthest_points(points, 3) == [4, 1, 3]
+    assert sorted(select_frames(frames, 4, "random", 0)) == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="cannot select 5 of 4"):
+        select_frames(frames, 5, "random", 0)

@@ -4,7 +4,7 @@ the radical electrons), or from a structure file with the charge and spin given.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +19,16 @@ class Molecule:
     charge: int
     spin: int  # 2S: the number of unpaired electrons
     source: str  # the SMILES string or the file it came from
+    conformers: list[Atoms] = field(default_factory=list)  # distinct starting conformers, lowest first (atoms among them)
+
+    def __post_init__(self):
+        if not self.conformers:
+            self.conformers = [self.atoms]
 
 
 def molecule_from_smiles(smiles: str, n_conformers: int = 10, seed: int = 0) -> Molecule:
-    """The lowest-MMFF94-energy conformer of `n_conformers` ETKDG v3 embeddings (seeded)."""
+    """The lowest-MMFF94-energy conformer of `n_conformers` ETKDG v3 embeddings (seeded); all of
+    them, relaxed, lowest first, in `conformers`."""
     from rdkit import Chem, RDLogger
     from rdkit.Chem import AllChem
 
@@ -45,10 +51,10 @@ def molecule_from_smiles(smiles: str, n_conformers: int = 10, seed: int = 0) -> 
     if not AllChem.MMFFHasAllMoleculeParams(mol):
         raise ValueError(f"MMFF94 has no parameters for {smiles!r}; pass a 3-D structure file instead")
     results = AllChem.MMFFOptimizeMoleculeConfs(mol, maxIters=2000)
-    best = conformers[int(np.argmin([energy for _, energy in results]))]
-    positions = mol.GetConformer(best).GetPositions()
-    atoms = Atoms(numbers=[a.GetAtomicNum() for a in mol.GetAtoms()], positions=positions)
-    return Molecule(atoms, charge, spin, smiles)
+    numbers = [a.GetAtomicNum() for a in mol.GetAtoms()]
+    order = np.argsort([energy for _, energy in results], kind="stable")
+    relaxed = [Atoms(numbers=numbers, positions=mol.GetConformer(conformers[k]).GetPositions()) for k in order]
+    return Molecule(relaxed[0], charge, spin, smiles, relaxed)
 
 
 def molecule_from_input(text: str, charge: int | None = None, spin: int | None = None, seed: int = 0) -> Molecule:

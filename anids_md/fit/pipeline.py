@@ -1,12 +1,17 @@
 """`fit`: from a molecule to a validated force field in one call.
 
-1. the structure (SMILES through RDKit, or a file);  2. its DFT minimum;  3. configurations
-drawn around it by a sampler and labelled with DFT in parallel;  4. fine-tuning from the
-pretrained backbone with the denoising recipe (80/20 train/validation);  5. rounds: Langevin MD
-with the current model, frames spread over it labelled, added, and the model refitted;
-6. a last MD run with the final model gives the held-out test frames, labelled but never
-trained on;  7. the report: held-out errors, ML vs DFT minimum, NVE drift, MD stability, wall
-time per stage and DFT calls.
+1. the structure (SMILES through RDKit, with its conformers, or a file);  2. candidates: drawn
+around the DFT minimum by a displacement sampler, or (`xtb-md`) from Langevin MD with GFN2-xTB
+around the molecule's distinct xTB minima, whose frames also train a molecule prior that every
+DFT fit starts from;  3. the DFT minimum, whose optimisation gradients are training data too;
+4. the candidates to label chosen by the selection (random, farthest-point in the model's
+feature space, or committee disagreement) and labelled with DFT in parallel;  5. fine-tuning
+(80/20 train/validation), one model per committee member;  6. rounds: Langevin MD with the
+current model, candidates spread over it, the chosen ones labelled, added, and the models
+refitted;  7. a last MD run with the final model gives the held-out test frames, labelled but
+never trained on;  8. the report: held-out errors (and, for a committee, how well its spread
+ranks them), ML vs DFT minimum, NVE drift, MD stability, wall time and DFT calls per stage, and
+whether the validation passed (minimum within `max_rmsd_A`, MD stable).
 
 Everything lands in the output folder; DFT results are cached and training runs resume, so a
 killed fit started again redoes nothing it had finished."""
@@ -23,24 +28,27 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from ase import Atoms
 from ase.io import read, write
 
 from ..atomic import write_text_atomically
 from ..calculator import AniDSCalculator
-from ..checkpoint import check_elements, load_checkpoint, read_metadata
-from ..evaluation import evaluate
+from ..checkpoint import check_elements, load_checkpoint, load_force_fields, read_metadata, save_committee
+from ..evaluation import error_metrics
 from ..folder_lock import folder_lock
-from ..reference import DFTLevel, dft_optimize
+from ..prior import fit_prior
+from ..reference import DFTLevel, XTBLevel, dft_optimize
 from ..reference.labelling import label_structures, labelling_pool
+from ..settings import PriorConfig
 from ..simulate import optimize, run_md
 from ..train import load_config, train
 from ..validate.rmsd import kabsch_rmsd
 from .molecule import Molecule, molecule_from_input
 from .process import termination_as_interrupt
 from .sampling import hessian_displacements, hessian_from_forces, sample_configurations
+from .selection import select_frames
 from .settings import FitSettings
+from .xtb_sampling import xtb_pool
 
 logger = logging.getLogger(__name__)
 
@@ -51,16 +59,25 @@ class FitReport:
     formula: str
     source: str
     sampler: str
+    selection: str
+    committee: int  # models per fit
     heldout_forces_mae_meV_per_A: float
     heldout_energy_mae_meV: float
     minimum_rmsd_A: float  # ML minimum vs DFT minimum, Kabsch, all atoms
     minimum_rmsd_heavy_A: float
     nve_drift_meV_per_atom_per_ps: float
     md_stable: bool
+    passed: bool  # the validation: minimum within max_rmsd_A and MD stable
+    failures: list  # why it did not pass, in words
+    # committee only: Spearman rank correlation, over the held-out frames, of the largest per-atom
+    # force spread and the frame's force MAE (does disagreement point at the errors?)
+    spread_error_spearman: float | None
     n_dft_calls: int  # single points and optimisation gradients the fit used (cached or not)
     n_dft_computed: int  # of those, computed in this invocation
+    dft_calls_per_stage: dict
     n_train_frames: int
     n_heldout_frames: int
+    xtb: dict  # xtb-md: the pool and the molecule prior
     wall_s: float
     stage_wall_s: dict = field(default_factory=dict)
     rounds: list = field(default_factory=list)  # per fit: validation force MAE, frames
@@ -74,8 +91,9 @@ def fit(source: str | Molecule, out_dir: str | Path, settings: FitSettings | Non
         spin: int | None = None, cache_dir: str | Path | None = None, progress: bool = True) -> FitReport:
     """Fit a force field to `source` (SMILES string, structure file or Molecule) and validate
     it against DFT; writes `out_dir`/{dft_minimum.xyz, ml_minimum.xyz, model.safetensors,
-    report.json, report.png} and returns the report. The folder is locked while the fit runs
-    (a second fit into it is refused); SIGTERM and SIGHUP end it as Ctrl-C does, workers included."""
+    report.json, report.png} and returns the report (`report.passed` says whether the
+    validation passed). The folder is locked while the fit runs (a second fit into it is
+    refused); SIGTERM and SIGHUP end it as Ctrl-C does, workers included."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with folder_lock(out), termination_as_interrupt():
@@ -103,19 +121,26 @@ class StageClock:
 
 @dataclass
 class DFTCalls:
-    """Single points and optimisation gradients a fit used, and how many were computed now
-    rather than found in the cache."""
+    """Single points and optimisation gradients a fit used, per stage, and how many were
+    computed now rather than found in the cache."""
 
-    used: int = 0
+    per_stage: dict = field(default_factory=dict)
     computed: int = 0
 
-    def add(self, used: int, computed: int) -> None:
-        self.used, self.computed = self.used + used, self.computed + computed
+    def add(self, stage: str, used: int, computed: int) -> None:
+        self.per_stage[stage] = self.per_stage.get(stage, 0) + used
+        self.computed += computed
+
+    @property
+    def used(self) -> int:
+        return sum(self.per_stage.values())
 
 
 @dataclass
 class Validation:
     errors: dict  # held-out metrics (evaluation.error_metrics)
+    predictions: dict  # held-out energies, forces and (committee) spreads
+    spread_error_spearman: float | None
     ml_minimum: Atoms
     nve: object  # MDReport, float64
     stability: object  # MDReport, Langevin at the temperature
@@ -126,118 +151,207 @@ def _fit(source, out: Path, settings, charge, spin, cache_dir, progress) -> FitR
     clock, calls = StageClock(), DFTCalls()
     with clock("structure"):
         molecule = source if isinstance(source, Molecule) else molecule_from_input(source, charge, spin, s.seed)
-        check_elements(read_metadata(s.init), molecule.atoms.numbers)  # the pretrained backbone's elements
+        if s.sampler != "xtb-md":  # the fits start from the pretrained backbone, which knows its elements only
+            check_elements(read_metadata(s.init), molecule.atoms.numbers)
         level = DFTLevel(**{**asdict(s.level or DFTLevel()), "charge": molecule.charge, "spin": molecule.spin})
         write(out / "start.xyz", molecule.atoms)
+    pool, prior, xtb, start = None, None, {}, molecule.atoms
+    if s.sampler == "xtb-md":
+        pool, prior, xtb = _xtb_pool_and_prior(molecule, out / "xtb", s, clock, progress)
+        start = pool.minima[0]  # the lowest xTB minimum: a short DFT optimisation from there
     with clock("dft_minimum"):
-        minimum = _dft_minimum(molecule.atoms, level, cache_dir, progress, calls)
+        optimisation = _dft_minimum(start, level, cache_dir, progress, calls)
+        minimum = optimisation.atoms
         write(out / "dft_minimum.xyz", minimum)
     with labelling_pool(s.executor, s.workers, s.threads, s.scheduler) as executor:
-        def label(frames: list[Atoms], what: str) -> list[Atoms]:
+        def label(frames: list[Atoms], stage: str) -> list[Atoms]:
             with clock("sampling_and_labelling"):
-                labelled, computed = label_structures(frames, level, executor, cache_dir, progress, f"DFT labels ({what})")
-                calls.add(len(labelled), computed)
+                labelled, computed = label_structures(frames, level, executor, cache_dir, progress, f"DFT labels ({stage})")
+                calls.add(stage, len(labelled), computed)
                 return labelled
 
         hessian = None
         if s.sampler == "normal-modes":
             hessian = hessian_from_forces([a.get_forces() for a in label(hessian_displacements(minimum), "Hessian")])
         with clock("sampling_and_labelling"):
-            proposals = sample_configurations(minimum, s.frames, s.sampler, s.temperature_K, s.seed, s.init, hessian)
-        train_frames, heldout, model_path, fits = _active_rounds(out, minimum, label(proposals, "sampled"), label, s, clock,
-                                                                 progress)
+            if pool is not None:
+                candidates = [Atoms(numbers=a.numbers, positions=a.positions) for a in pool.frames]
+            else:
+                candidates = sample_configurations(minimum, s.frames * s.candidates, s.sampler, s.temperature_K, s.seed, s.init, hessian)
+            features = None if s.selection == "random" else load_checkpoint(prior or s.init)[0]
+            chosen = select_frames(candidates, min(s.frames, len(candidates)), s.selection, s.seed, model=features)
+        # the optimisation's gradients are DFT data near the minimum, already paid for
+        first = label([candidates[k] for k in chosen], "first frames") + optimisation.path_frames()
+        train_frames, heldout, model_path, fits = _active_rounds(out, minimum, first, label, s, prior, clock, progress, executor)
     _write_frames(out / "train_frames.extxyz", train_frames)
     _write_frames(out / "heldout_frames.extxyz", heldout)
     shutil.copyfile(model_path, out / "model.safetensors")
-    model, _ = load_checkpoint(out / "model.safetensors", dtype=torch.float64)
-    checks = _validate(out, model, minimum, heldout, s, clock, progress)
+    checks = _validate(out, minimum, heldout, s, clock, progress)
 
+    rmsd = kabsch_rmsd(minimum, checks.ml_minimum)
+    md_stable = checks.nve.stable and checks.stability.stable
+    failures = []
+    if rmsd > s.max_rmsd_A:
+        failures.append(f"the ML minimum lies {rmsd:.4f} Å from the DFT minimum (limit {s.max_rmsd_A:g} Å)")
+    if not md_stable:
+        failures.append(f"MD at {s.temperature_K:g} K was unstable: "
+                        f"{checks.stability.stopped or checks.nve.stopped or 'bonds left [0.7, 1.5]x their length'}")
     report = FitReport(
         level=level.label(), formula=molecule.atoms.get_chemical_formula(), source=molecule.source, sampler=s.sampler,
+        selection=s.selection, committee=s.committee,
         heldout_forces_mae_meV_per_A=checks.errors["forces_mae_meV_per_A"], heldout_energy_mae_meV=checks.errors["energy_mae_meV"],
-        minimum_rmsd_A=kabsch_rmsd(minimum, checks.ml_minimum),
-        minimum_rmsd_heavy_A=kabsch_rmsd(minimum, checks.ml_minimum, heavy_atoms_only=True),
-        nve_drift_meV_per_atom_per_ps=checks.nve.drift_meV_per_atom_per_ps, md_stable=checks.nve.stable and checks.stability.stable,
-        n_dft_calls=calls.used, n_dft_computed=calls.computed, n_train_frames=len(train_frames), n_heldout_frames=len(heldout),
+        minimum_rmsd_A=rmsd, minimum_rmsd_heavy_A=kabsch_rmsd(minimum, checks.ml_minimum, heavy_atoms_only=True),
+        nve_drift_meV_per_atom_per_ps=checks.nve.drift_meV_per_atom_per_ps, md_stable=md_stable, passed=not failures,
+        failures=failures, spread_error_spearman=checks.spread_error_spearman, n_dft_calls=calls.used, n_dft_computed=calls.computed,
+        dft_calls_per_stage=calls.per_stage, n_train_frames=len(train_frames), n_heldout_frames=len(heldout), xtb=xtb,
         wall_s=clock.total_s, stage_wall_s=clock.stages, rounds=fits,
     )
-    write_text_atomically(out / "report.json", json.dumps({**asdict(report), "settings": _settings_dict(s, level)}, indent=2))
-    plot_report(report, model, heldout, checks.nve, out / "report.png")
+    verdict = "passed" if report.passed else "FAILED VALIDATION: " + "; ".join(failures)
+    write_text_atomically(out / "report.json", json.dumps({"validation": verdict, **asdict(report), "settings": _settings_dict(s, level)},
+                                                          indent=2))
+    plot_report(report, heldout, checks, out / "report.png")
     return report
 
 
-def _dft_minimum(atoms: Atoms, level: DFTLevel, cache_dir, progress: bool, calls: DFTCalls) -> Atoms:
+def _xtb_pool_and_prior(molecule: Molecule, folder: Path, s: FitSettings, clock: StageClock, progress: bool):
+    """The xTB candidate pool around the molecule's conformers, and the molecule prior fitted to
+    it (from scratch, 2 MD starts per minimum and temperature, 0.5 ps equilibration)."""
+    prior_settings = PriorConfig(temperature_K=s.temperature_K, frames=s.pool_frames, starts=2, equilibration_steps=1000,
+                                 epochs=s.prior_epochs, n_valid=max(1, min(50, s.pool_frames // 5)))
+    xtb_level = XTBLevel(method=prior_settings.method, charge=molecule.charge, spin=molecule.spin)
+    with clock("xtb_sampling"):
+        pool = xtb_pool(molecule.conformers[: s.conformers], prior_settings, xtb_level, s.seed, folder, progress)
+    with clock("prior"):
+        summary, prior = fit_prior(folder / "pool.extxyz", folder, prior_settings, xtb_level, s.seed, progress)
+    xtb = {"frames": len(pool.frames), "minima": len(pool.minima), "minima_energies_eV": pool.minima_energies_eV,
+           "conformers_tried": pool.n_conformers, "conformers_dropped_bonding_changed": pool.n_bonding_changed,
+           "xtb_failures": pool.n_xtb_failures, "xtb_wall_s": pool.xtb_wall_s, "prior_fit_wall_s": summary["train_wall_s"],
+           "prior_valid_xtb_forces_mae_meV_per_A": summary["valid"]["forces_mae_meV_per_A"]}
+    return pool, prior, xtb
+
+
+def _dft_minimum(atoms: Atoms, level: DFTLevel, cache_dir, progress: bool, calls: DFTCalls):
     minimum = dft_optimize(atoms, level, cache_dir=cache_dir, progress=progress)
     if not minimum.converged:
         logger.warning("the DFT optimisation stopped before converging (%d steps); sampling around its last structure", minimum.steps)
-    calls.add(minimum.steps, 0 if minimum.cached else minimum.steps)
-    return minimum.atoms
+    calls.add("dft_minimum", minimum.steps, 0 if minimum.cached else minimum.steps)
+    return minimum
 
 
-def _active_rounds(out: Path, minimum: Atoms, train_frames: list[Atoms], label, s: FitSettings, clock: StageClock, progress: bool):
-    """Fit on the first frames; then per round, MD with the current model, its frames labelled
-    and added, and a refit; a last MD run gives the held-out frames. Returns the training frames,
-    the held-out frames, the final model's path and a summary per fit."""
+def _active_rounds(out: Path, minimum: Atoms, train_frames: list[Atoms], label, s: FitSettings, prior: Path | None,
+                   clock: StageClock, progress: bool, executor):
+    """Fit on the first frames; then per round, MD with the current model, the selection's choice
+    of its frames labelled and added, and a refit; a last MD run gives the held-out frames.
+    Returns the training frames, the held-out frames, the final model's path and a summary per fit."""
     fits = []
     with clock("training"):
-        model_path = _fit_model(out, 0, train_frames, s, progress, fits)
+        model_path = _fit_models(out, 0, train_frames, s, prior, progress, fits, executor)
     for round_index in range(1, s.rounds + 2):  # the extra pass gives the held-out frames
         last = round_index == s.rounds + 1
         with clock("md_rounds"):
-            md_frames = _md_frames(model_path, minimum, s, s.test_frames if last else s.frames_per_round,
+            md_frames = _md_frames(model_path, minimum, s, s.test_frames if last else s.frames_per_round * s.candidates,
                                    out / f"md_round{round_index}.extxyz", round_index, progress)
-        labelled = label(md_frames, f"round {round_index}")
         if last:
-            return train_frames, labelled, model_path, fits
-        train_frames = train_frames + labelled
+            return train_frames, label(md_frames, "held out"), model_path, fits
+        with clock("selection"):
+            members = None if s.selection == "random" else load_force_fields(model_path)[0]
+            committee = AniDSCalculator(model_path) if s.selection == "committee" else None
+            chosen = select_frames(md_frames, min(s.frames_per_round, len(md_frames)), s.selection, s.seed + round_index,
+                                   model=members and members[0], committee=committee)
+        train_frames = train_frames + label([md_frames[k] for k in chosen], f"round {round_index}")
         with clock("training"):
-            model_path = _fit_model(out, round_index, train_frames, s, progress, fits)
+            model_path = _fit_models(out, round_index, train_frames, s, prior, progress, fits, executor)
 
 
-def _validate(out: Path, model, minimum: Atoms, heldout: list[Atoms], s: FitSettings, clock: StageClock, progress: bool) -> Validation:
-    """Held-out errors, the ML minimum (from the DFT one), NVE in float64 and Langevin MD at the temperature."""
+def _predict(model_path: Path, frames: list[Atoms]) -> dict:
+    """Energies (eV), forces (eV/Å) and, for a committee, the largest per-atom force spread (eV/Å)
+    of each frame, through the calculator (float64)."""
+    calc = AniDSCalculator(model_path, dtype="float64")
+    energies, forces, spreads = [], [], []
+    for frame in frames:
+        atoms = Atoms(numbers=frame.numbers, positions=frame.positions)
+        atoms.calc = calc
+        energies.append(atoms.get_potential_energy())
+        forces.append(atoms.get_forces())
+        if len(calc.models) > 1:
+            spreads.append(float(np.max(calc.get_property("forces_std", atoms))))
+    return {"energies": np.array(energies), "forces": forces, "spreads": np.array(spreads)}
+
+
+def _validate(out: Path, minimum: Atoms, heldout: list[Atoms], s: FitSettings, clock: StageClock, progress: bool) -> Validation:
+    """Held-out errors (and how well a committee's spread ranks them), the ML minimum (from the
+    DFT one), NVE in float64 and Langevin MD at the temperature."""
+    from scipy.stats import spearmanr
+
+    model = out / "model.safetensors"
     with clock("validation_minimum"):
-        errors = evaluate(model, heldout)
+        predicted = _predict(model, heldout)
+        reference_forces = [a.get_forces() for a in heldout]
+        errors = error_metrics(predicted["energies"], predicted["forces"], [a.get_potential_energy() for a in heldout], reference_forces)
+        spearman = None
+        if len(predicted["spreads"]) >= 3:
+            frame_errors = [np.abs(p - r).mean() for p, r in zip(predicted["forces"], reference_forces)]
+            spearman = float(spearmanr(predicted["spreads"], frame_errors).statistic)
         ml = Atoms(numbers=minimum.numbers, positions=minimum.positions)
-        ml.calc = AniDSCalculator(out / "model.safetensors", dtype="float64")
+        ml.calc = AniDSCalculator(model, dtype="float64")
         optimize(ml, fmax=1e-3, steps=2000)
         write(out / "ml_minimum.xyz", ml)
     with clock("validation_md"):
         nve_atoms = ml.copy()
-        nve_atoms.calc = AniDSCalculator(out / "model.safetensors", dtype="float64")
+        nve_atoms.calc = AniDSCalculator(model, dtype="float64")
         nve = run_md(nve_atoms, "nve", s.temperature_K, 0.5, s.nve_steps, interval=10, seed=s.seed, progress=progress)
         stable_atoms = ml.copy()
-        stable_atoms.calc = AniDSCalculator(out / "model.safetensors")
+        stable_atoms.calc = AniDSCalculator(model)
         stability = run_md(stable_atoms, "langevin", s.temperature_K, 0.5, s.md_steps, interval=10, seed=s.seed + 1, progress=progress)
-    return Validation(errors, ml, nve, stability)
+    return Validation(errors, predicted, spearman, ml, nve, stability)
 
 
 def _settings_dict(s: FitSettings, level: DFTLevel) -> dict:
     return {**asdict(s), "level": asdict(level)}
 
 
-def _fit_model(out: Path, index: int, frames: list[Atoms], s: FitSettings, progress: bool, fits: list) -> Path:
-    """Fine-tune from the pretrained backbone on `frames` (80/20 split) with the denoising
-    recipe. The run folder is named by a digest of the frames and settings: the same fit
-    started again resumes (or reuses) it, other frames or settings never do."""
+def _fit_models(out: Path, index: int, frames: list[Atoms], s: FitSettings, prior: Path | None, progress: bool, fits: list,
+                executor) -> Path:
+    """Fine-tune `s.committee` models (seeds seed, seed+1, ...) on `frames` (80/20 split): from
+    the molecule prior as the recommended few-label recipe does (energy weight 3, no denoising),
+    or from the pretrained backbone with auxiliary anisotropic denoising. Several models train in
+    parallel on the labelling workers and are returned as one committee file. Run folders are named
+    by a digest of the frames and settings: the same fit started again resumes (or reuses) them,
+    other frames or settings never do."""
     data = out / f"fit{index}_frames.extxyz"
     _write_frames(data, frames)
     n_valid = max(1, round(0.2 * len(frames)))
-    # the denoising recipe: the plain one from the pretrained backbone, with auxiliary anisotropic denoising
-    recipe = [f"seed={s.seed}", f"init={s.init}", "denoise.kind=anisotropic", "data.protocol=null", f"data.n_valid={n_valid}", "data.reference_energies=null",
-              f"optim.max_steps={s.steps}", f"optim.patience={s.steps}", "device=cpu"]
+    start = ([f"init={prior}", "denoise.kind=none", "optim.energy_weight=3.0"] if prior is not None
+             else [f"init={s.init}", "denoise.kind=anisotropic"])
+    recipe = [*start, "data.protocol=null", f"data.n_valid={n_valid}", "data.reference_energies=null", f"optim.max_steps={s.steps}",
+              f"optim.patience={s.steps}", "device=cpu"]
     # the whole resolved recipe goes into the digest, so a changed packaged recipe never reuses an old fit
-    resolved = asdict(load_config("rmd17-50", [*recipe, f"data.train={data}"]))
+    resolved = asdict(load_config("rmd17-50", [*recipe, f"seed={s.seed}", f"data.train={data}"]))
     digest = hashlib.sha256(data.read_bytes() + json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    config = load_config("rmd17-50", [
-        *recipe, f"name=fit{index}-{digest}", f"output_dir={out / 'training'}", f"data.train={data}", "resume=true",
+    configs = [load_config("rmd17-50", [
+        *recipe, f"seed={s.seed + k}", f"name=fit{index}-{digest}" + (f"-m{k}" if s.committee > 1 else ""),
+        f"output_dir={out / 'training'}", f"data.train={data}", "resume=true",
         "description=" + json.dumps(f"anids-md fit, round {index}: {len(frames) - n_valid} training frames"),  # quoted for YAML
-    ])
-    summary_path = config.run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else train(config, progress=progress)
-    fits.append({"fit": index, "n_frames": len(frames), "valid_forces_mae_meV_per_A": summary["valid"]["forces_mae_meV_per_A"],
-                 "train_wall_s": summary["train_wall_s"]})
-    return config.run_dir / "model.safetensors"
+    ]) for k in range(s.committee)]
+    summaries = _train_all(configs, executor, progress)
+    fits.append({"fit": index, "n_frames": len(frames), "valid_forces_mae_meV_per_A": [x["valid"]["forces_mae_meV_per_A"] for x in summaries],
+                 "train_wall_s": [x["train_wall_s"] for x in summaries]})
+    if s.committee == 1:
+        return configs[0].run_dir / "model.safetensors"
+    return save_committee([c.run_dir / "model.safetensors" for c in configs], out / "training" / f"fit{index}-{digest}-committee.safetensors")
+
+
+def _train_all(configs: list, executor, progress: bool) -> list[dict]:
+    """The training summaries of `configs`: read back when finished, else trained (one in this
+    process with its progress bar, several on the workers)."""
+    def finished(config):
+        path = config.run_dir / "summary.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    if len(configs) == 1:
+        return [finished(configs[0]) or train(configs[0], progress=progress)]
+    futures = {k: executor.submit(train, c, False) for k, c in enumerate(configs) if finished(c) is None}
+    return [futures[k].result() if k in futures else finished(c) for k, c in enumerate(configs)]
 
 
 def _md_frames(model_path: Path, start: Atoms, s: FitSettings, count: int, trajectory: Path, round_index: int,
@@ -258,33 +372,39 @@ def _md_frames(model_path: Path, start: Atoms, s: FitSettings, count: int, traje
     return frames
 
 
-def plot_report(report: FitReport, model, heldout: list[Atoms], nve, path: Path) -> None:
-    """Held-out force parity, NVE total energy, wall time per stage."""
+def plot_report(report: FitReport, heldout: list[Atoms], checks: Validation, path: Path) -> None:
+    """Held-out force parity, NVE total energy, wall time per stage, and for a committee its
+    spread against the held-out error per frame."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..data import graph_from_atoms
-    from ..evaluation import predict
-
-    _, predicted = predict(model, [graph_from_atoms(a, model.config.cutoff) for a in heldout])
     reference = np.concatenate([a.get_forces().ravel() for a in heldout])
-    predicted = np.concatenate([f.ravel() for f in predicted])
-    fig, (a, b, c) = plt.subplots(1, 3, figsize=(13, 3.8))
+    predicted = np.concatenate([f.ravel() for f in checks.predictions["forces"]])
+    spreads = checks.predictions["spreads"]
+    fig, axes = plt.subplots(1, 4 if len(spreads) else 3, figsize=(17 if len(spreads) else 13, 3.8))
+    a, b, c = axes[:3]
     a.plot(reference, predicted, ".", ms=3, alpha=0.6)
     lim = [min(reference.min(), predicted.min()), max(reference.max(), predicted.max())]
     a.plot(lim, lim, "k:", lw=1)
     a.set(xlabel="DFT force component (eV/Å)", ylabel="model (eV/Å)",
           title=f"held out: MAE {report.heldout_forces_mae_meV_per_A:.1f} meV/Å")
-    energies = np.asarray(nve.total_energies_eV)
-    b.plot(nve.times_ps, (energies - energies[0]) * 1000 / nve.n_atoms)
+    energies = np.asarray(checks.nve.total_energies_eV)
+    b.plot(checks.nve.times_ps, (energies - energies[0]) * 1000 / checks.nve.n_atoms)
     b.set(xlabel="time (ps)", ylabel="total energy change (meV/atom)",
           title=f"NVE, float64: drift {report.nve_drift_meV_per_atom_per_ps:.3f} meV/atom/ps")
     names = list(report.stage_wall_s)
     c.barh(names, [report.stage_wall_s[n] for n in names])
     c.set(xlabel="wall time (s)", title=f"{report.n_dft_calls} DFT calls, {report.wall_s:.0f} s in all")
-    fig.suptitle(f"{report.formula} at {report.level}, sampler {report.sampler}", fontsize=10)
+    if len(spreads):
+        errors = [1000 * np.abs(p - a.get_forces()).mean() for p, a in zip(checks.predictions["forces"], heldout)]
+        axes[3].plot(1000 * spreads, errors, "o", ms=4)
+        rho = "n/a" if report.spread_error_spearman is None else f"{report.spread_error_spearman:.2f}"
+        axes[3].set(xlabel="committee: largest per-atom force spread (meV/Å)", ylabel="frame force MAE (meV/Å)",
+                    title=f"held out: Spearman {rho}")
+    verdict = "validation passed" if report.passed else "FAILED VALIDATION"
+    fig.suptitle(f"{report.formula} at {report.level}, sampler {report.sampler}, selection {report.selection}: {verdict}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -82,8 +82,8 @@ def sample_configurations(
     hessian: np.ndarray | None = None,
 ) -> list[Atoms]:
     """`n` structures around `minimum` drawn by `sampler` (`normal-modes` needs the `hessian`)."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
+    if sampler not in SAMPLERS or sampler == "xtb-md":  # xtb-md runs MD with xTB: fit/xtb_sampling.py
+        raise ValueError(f"unknown displacement sampler {sampler!r}; choose one of {[k for k in SAMPLERS if k != 'xtb-md']}")
     if not temperature_K > 0:
         raise ValueError(f"the sampling temperature must be positive (K), got {temperature_K}")
     rng = np.random.default_rng(seed)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..reference import DFTLevel
 
-from ..options import EXECUTORS, SAMPLERS
+from ..options import EXECUTORS, SAMPLERS, SELECTIONS
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,16 @@ class FitSettings:
     # At equal DFT calls on ethanol (benchmarks/results/fit_ethanol.json) isotropic had the lowest mean of
     # the held-out and rMD17 errors; normal-modes is better only when given 6N extra gradients.
     sampler: str = "isotropic"
+    # xtb-md: RDKit conformers relaxed with GFN2-xTB (those whose bonding changes are dropped), Langevin
+    # MD with xTB from each distinct minimum at the temperature and a quarter of the frames at 1.5x it;
+    # a molecule prior is fitted to those xTB frames and every DFT fit starts from it.
+    conformers: int = 3  # xtb-md: RDKit conformers tried
+    pool_frames: int = 600  # xtb-md: xTB MD frames (the prior's data and the first candidates)
+    prior_epochs: int = 30  # xtb-md: of the prior's fit
+    selection: str = "random"  # random | farthest | committee: which candidates get DFT labels
+    candidates: int = 8  # candidates per label from the sampler and each MD round (xtb-md: the pool itself at first)
+    committee: int = 1  # models per fit, seeds seed, seed+1, ...; 2 or more: model.safetensors is a committee
+    max_rmsd_A: float = 0.02  # validation fails when the ML minimum is farther than this from the DFT minimum
     init: str = "qm9-anids"  # pretrained backbone (and the generator of the anids sampler and of denoising)
     steps: int = 3000  # optimiser steps per fit
     nve_steps: int = 2000  # the float64 drift check, 0.5 fs steps
@@ -35,11 +45,20 @@ class FitSettings:
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {SAMPLERS}")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"unknown selection {self.selection!r}; choose one of {SELECTIONS}")
+        if self.selection == "committee" and self.committee < 2:
+            raise ValueError(f"committee selection needs a committee of 2 or more models, got committee={self.committee}")
+        if not self.max_rmsd_A > 0:
+            raise ValueError(f"max_rmsd_A must be positive (Å), got {self.max_rmsd_A}")
         if self.executor not in EXECUTORS:
             raise ValueError(f"unknown executor {self.executor!r}; choose one of {EXECUTORS}")
-        for name in ("frames", "frames_per_round", "test_frames", "md_steps", "steps", "nve_steps"):
+        for name in ("frames", "frames_per_round", "test_frames", "md_steps", "steps", "nve_steps", "conformers", "pool_frames",
+                     "prior_epochs", "candidates", "committee"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.pool_frames < 10:
+            raise ValueError(f"pool_frames must be at least 10 (a fifth are held out to select the prior's best epoch), got {self.pool_frames}")
         if self.rounds < 0:
             raise ValueError(f"rounds must be 0 or more, got {self.rounds}")
         if not self.temperature_K > 0:

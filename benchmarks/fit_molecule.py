@@ -6,6 +6,11 @@ level of theory, which the fit never saw), set beside the rmd17-50 figure of a m
 
     python benchmarks/fit_molecule.py --smiles CCO --name ethanol --samplers anids --seeds 0
 
+The xTB route with a committee choosing the frames (issue: fit for drug-sized molecules):
+
+    python benchmarks/fit_molecule.py --smiles CCO --name ethanol --samplers xtb-md --selection committee --committee 3 \
+        --out benchmarks/results/fit_selection_ethanol --cache runs/fit-xtb/dft-cache --runs runs/fit-xtb
+
 `--frames N` changes the first labelled set (default FitSettings.frames): normal-modes spends 6N
 DFT gradients on its Hessian, so `--frames` 64 - 6N gives it the others' number of DFT calls.
 `--rounds`, `--frames-per-round` and `--test-frames` shrink the chain for a bigger molecule:
@@ -25,10 +30,11 @@ from pathlib import Path
 
 import numpy as np
 from common import RESULTS, machine, rmd17_dir
+from harness import provenance
 
-from anids_md.checkpoint import load_checkpoint
+from anids_md.calculator import AniDSCalculator
 from anids_md.data import read_rmd17
-from anids_md.evaluation import evaluate
+from anids_md.evaluation import error_metrics
 from anids_md.fit import FitSettings, fit
 
 
@@ -54,7 +60,22 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
 
 def _arm(row: dict) -> str:
-    return f"{row['sampler']}, {row.get('frames', FitSettings.frames)} frames"
+    arm = f"{row['sampler']}, {row.get('frames', FitSettings.frames)} frames"
+    if row.get("selection", "random") != "random" or row.get("committee", 1) > 1:
+        arm += f"\n{row['selection']}, committee {row['committee']}"
+    return arm
+
+
+def transfer_errors(model: Path, frames) -> dict:
+    """Errors of the fitted model (a committee: its mean) on labelled frames, float64."""
+    calc = AniDSCalculator(model, dtype="float64")
+    energies, forces = [], []
+    for frame in frames:
+        atoms = frame.copy()
+        atoms.calc = calc
+        energies.append(atoms.get_potential_energy())
+        forces.append(atoms.get_forces())
+    return error_metrics(energies, forces, [f.get_potential_energy() for f in frames], [f.get_forces() for f in frames])
 
 
 def main() -> None:
@@ -68,29 +89,34 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=FitSettings.rounds)
     parser.add_argument("--frames-per-round", type=int, default=FitSettings.frames_per_round)
     parser.add_argument("--test-frames", type=int, default=FitSettings.test_frames)
+    parser.add_argument("--selection", default=FitSettings.selection, help="random | farthest | committee")
+    parser.add_argument("--committee", type=int, default=FitSettings.committee, help="models per fit")
     parser.add_argument("--cache", help="DFT cache folder (default the user's)")
     parser.add_argument("--data", help="folder of the rMD17 split files (default $ANIDS_RMD17 or ../shared/data/rmd17)")
     parser.add_argument("--runs", default="runs/fit")
     parser.add_argument("--out", default=None, help="default benchmarks/results/fit_NAME")
     args = parser.parse_args()
     out = Path(args.out or RESULTS / f"fit_{args.name}")
-    test = read_rmd17(rmd17_dir(args.data) / f"rmd17_{args.name}_test_01.npz")
+    test_file = rmd17_dir(args.data) / f"rmd17_{args.name}_test_01.npz"
+    test = read_rmd17(test_file)
     rows = []
     cold = args.cache is not None and not any(Path(args.cache).glob("*"))  # an empty cache: a cold-start timing
     for sampler in args.samplers:
         for seed in args.seeds:
             settings = FitSettings(sampler=sampler, seed=seed, workers=args.workers, frames=args.frames, rounds=args.rounds,
-                                   frames_per_round=args.frames_per_round, test_frames=args.test_frames)
+                                   frames_per_round=args.frames_per_round, test_frames=args.test_frames, selection=args.selection,
+                                   committee=args.committee)
             frames = "" if args.frames == FitSettings.frames else f"-f{args.frames}"
-            folder = Path(args.runs) / f"{args.name}-{sampler}{frames}-s{seed}"
+            chooser = "" if args.selection == "random" and args.committee == 1 else f"-{args.selection}{args.committee}"
+            folder = Path(args.runs) / f"{args.name}-{sampler}{frames}{chooser}-s{seed}"
             report = fit(args.smiles, folder, settings, cache_dir=args.cache)
-            model, _ = load_checkpoint(folder / "model.safetensors", dtype=None)
-            transfer = evaluate(model.double(), test)
+            transfer = transfer_errors(folder / "model.safetensors", test)
             rows.append({**asdict(report), "seed": seed, "frames": args.frames,
                          "rmd17_test_forces_mae_meV_per_A": transfer["forces_mae_meV_per_A"],
-                         "rmd17_test_frames": transfer["n_structures"], "cold_cache": cold})
+                         "rmd17_test_frames": transfer["n_structures"], "cold_cache": cold,
+                         "provenance": provenance(models=[folder / "model.safetensors"], data=[test_file])})
             cold = False
-            print(json.dumps({k: rows[-1][k] for k in ("sampler", "seed", "heldout_forces_mae_meV_per_A", "minimum_rmsd_A",
+            print(json.dumps({k: rows[-1][k] for k in ("sampler", "selection", "seed", "heldout_forces_mae_meV_per_A", "minimum_rmsd_A",
                                                        "nve_drift_meV_per_atom_per_ps", "md_stable", "n_dft_calls", "wall_s",
                                                        "rmd17_test_forces_mae_meV_per_A")}), flush=True)
     if out.with_suffix(".json").exists():  # keep rows of other samplers or seeds measured before

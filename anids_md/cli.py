@@ -535,6 +535,11 @@ def fit_arguments(p) -> None:
     p.add_argument("--conformers", type=_count, default=d.conformers, help="xtb-md: RDKit conformers relaxed with xTB")
     p.add_argument("--pool-frames", type=_count, default=d.pool_frames, help="xtb-md: xTB MD frames (the prior's data, the first candidates)")
     p.add_argument("--prior-epochs", type=_count, default=d.prior_epochs, help="xtb-md: epochs of the molecule prior's fit")
+    p.add_argument("--dft-budget", type=_count, help="DFT calls for training (minimum, first frames, rounds): no round starts "
+                   "that would pass it; the held-out frames come on top")
+    p.add_argument("--time-budget", type=_positive, help="minutes: no round starts after this")
+    p.add_argument("--stop-spread", type=_positive, help="meV/Å, with --selection committee: rounds end when no candidate's largest "
+                   "per-atom force spread reaches it")
     p.add_argument("--max-rmsd", type=_positive, default=d.max_rmsd_A, help="Å: the validation fails (exit status 1) when the ML "
                    "minimum is farther than this from the DFT minimum")
     p.add_argument("--init", default=d.init, help="pretrained backbone (checkpoint or shipped name)")
@@ -554,7 +559,8 @@ def cmd_fit(args) -> None:
                            frames_per_round=args.frames_per_round, test_frames=args.test_frames, md_steps=args.md_steps,
                            sampler=args.sampler, selection=args.selection, committee=args.committee, candidates=args.candidates,
                            conformers=args.conformers, pool_frames=args.pool_frames, prior_epochs=args.prior_epochs,
-                           max_rmsd_A=args.max_rmsd, init=args.init, steps=args.steps, workers=args.workers, executor=args.executor,
+                           max_rmsd_A=args.max_rmsd, dft_budget=args.dft_budget, time_budget_min=args.time_budget,
+                           stop_spread_meV_per_A=args.stop_spread, init=args.init, steps=args.steps, workers=args.workers, executor=args.executor,
                            scheduler=args.scheduler, threads=args.threads, seed=args.seed)
     report = fit(args.input, args.output, settings, charge=args.charge, spin=args.spin, cache_dir=args.cache, progress=not args.quiet)
     print(f"{report.formula} at {report.level}: held-out force MAE {report.heldout_forces_mae_meV_per_A:.1f} meV/Å, "

@@ -1,6 +1,7 @@
 """`fit`: SMILES to a validated force field, on water with a minimal basis and a few frames."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -77,6 +78,37 @@ def test_fit_water_end_to_end(tmp_path):
     # Started again, everything comes from the cache and the finished fits.
     again = fit("O", tmp_path / "water", settings, cache_dir=tmp_path / "cache", progress=False)
     assert again.n_dft_computed == 0 and again.heldout_forces_mae_meV_per_A == pytest.approx(report.heldout_forces_mae_meV_per_A)
+    assert again.rounds_stopped == "1 rounds done"
+    # A DFT budget that the round would pass: no round, the first fit is final.
+    budget = optimisation + 18 + 12 + 3
+    tight = fit("O", tmp_path / "water", replace(settings, dft_budget=budget), cache_dir=tmp_path / "cache", progress=False)
+    assert tight.rounds_stopped.startswith(f"DFT budget: {budget - 3} calls used") and "round 1" not in tight.dft_calls_per_stage
+    assert tight.n_train_frames == 12 + optimisation and len(tight.rounds) == 1
+    with pytest.raises(ValueError, match="dft_budget must be positive"):
+        FitSettings(dft_budget=0)
+    with pytest.raises(ValueError, match="needs committee selection"):
+        FitSettings(stop_spread_meV_per_A=50.0)
+
+
+def test_a_frame_whose_scf_fails_is_left_out_and_counted(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import anids_md.reference.labelling as labelling
+    from anids_md.reference import DFTConvergenceError, dft_single_point
+
+    def flaky(atoms, level, cache_dir):
+        if atoms.positions[0, 2] > 0.5:
+            raise DFTConvergenceError("the SCF did not converge")
+        return dft_single_point(atoms, level, cache_dir)
+
+    monkeypatch.setattr(labelling, "single_point", flaky)
+    frames = [molecule("H2O") for _ in range(3)]
+    frames[1].positions[0, 2] += 1.0
+    frames[2].positions[0, 2] += 0.03
+    with ThreadPoolExecutor(1) as executor:
+        labelled, computed, failed = labelling.label_structures(frames, FAST, executor, tmp_path, progress=False)
+    assert failed == 1 and computed == 2 and len(labelled) == 2
+    np.testing.assert_allclose(labelled[1].positions, frames[2].positions)  # order kept, the failed frame gone
 
 
 def test_fit_command_names_bad_input(capsys):
@@ -101,9 +133,9 @@ def test_labelling_on_a_dask_cluster_matches_the_direct_calculation(tmp_path):
     frames[1].positions[0, 2] += 0.05
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
         executor = make_executor("dask", scheduler=cluster.scheduler_address)
-        labelled, computed = label_structures(frames, FAST, executor, tmp_path, progress=False)
+        labelled, computed, failed = label_structures(frames, FAST, executor, tmp_path, progress=False)
         executor.shutdown()
-    assert computed == 2
+    assert computed == 2 and failed == 0
     for atoms, frame in zip(labelled, frames):
         direct = dft_single_point(frame, FAST, cache_dir=tmp_path / "direct")
         assert atoms.get_potential_energy() == pytest.approx(direct.energy_eV, abs=1e-8)

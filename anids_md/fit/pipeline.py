@@ -46,7 +46,7 @@ from ..validate.rmsd import kabsch_rmsd
 from .molecule import Molecule, molecule_from_input
 from .process import termination_as_interrupt
 from .sampling import hessian_displacements, hessian_from_forces, sample_configurations
-from .selection import select_frames
+from .selection import force_spread, largest, select_frames
 from .settings import FitSettings
 from .xtb_sampling import xtb_pool
 
@@ -74,6 +74,7 @@ class FitReport:
     spread_error_spearman: float | None
     n_dft_calls: int  # single points and optimisation gradients the fit used (cached or not)
     n_dft_computed: int  # of those, computed in this invocation
+    n_dft_scf_failures: int  # frames left out because their SCF did not converge
     dft_calls_per_stage: dict
     n_train_frames: int
     n_heldout_frames: int
@@ -81,6 +82,7 @@ class FitReport:
     wall_s: float
     stage_wall_s: dict = field(default_factory=dict)
     rounds: list = field(default_factory=list)  # per fit: validation force MAE, frames
+    rounds_stopped: str = ""  # why the rounds ended
 
 
 def _write_frames(path: Path, frames: list[Atoms]) -> None:
@@ -126,10 +128,12 @@ class DFTCalls:
 
     per_stage: dict = field(default_factory=dict)
     computed: int = 0
+    scf_failures: int = 0  # frames left out: their SCF did not converge
 
-    def add(self, stage: str, used: int, computed: int) -> None:
+    def add(self, stage: str, used: int, computed: int, failed: int = 0) -> None:
         self.per_stage[stage] = self.per_stage.get(stage, 0) + used
         self.computed += computed
+        self.scf_failures += failed
 
     @property
     def used(self) -> int:
@@ -166,13 +170,17 @@ def _fit(source, out: Path, settings, charge, spin, cache_dir, progress) -> FitR
     with labelling_pool(s.executor, s.workers, s.threads, s.scheduler) as executor:
         def label(frames: list[Atoms], stage: str) -> list[Atoms]:
             with clock("sampling_and_labelling"):
-                labelled, computed = label_structures(frames, level, executor, cache_dir, progress, f"DFT labels ({stage})")
-                calls.add(stage, len(labelled), computed)
+                labelled, computed, failed = label_structures(frames, level, executor, cache_dir, progress, f"DFT labels ({stage})")
+                calls.add(stage, len(labelled), computed, failed)
                 return labelled
 
         hessian = None
         if s.sampler == "normal-modes":
-            hessian = hessian_from_forces([a.get_forces() for a in label(hessian_displacements(minimum), "Hessian")])
+            displaced = label(hessian_displacements(minimum), "Hessian")
+            if len(displaced) < 6 * len(minimum):
+                raise RuntimeError("the normal-modes sampler needs every displaced structure's forces, and some SCFs did not "
+                                   "converge; choose another sampler")
+            hessian = hessian_from_forces([a.get_forces() for a in displaced])
         with clock("sampling_and_labelling"):
             if pool is not None:
                 candidates = [Atoms(numbers=a.numbers, positions=a.positions) for a in pool.frames]
@@ -182,7 +190,8 @@ def _fit(source, out: Path, settings, charge, spin, cache_dir, progress) -> FitR
             chosen = select_frames(candidates, min(s.frames, len(candidates)), s.selection, s.seed, model=features)
         # the optimisation's gradients are DFT data near the minimum, already paid for
         first = label([candidates[k] for k in chosen], "first frames") + optimisation.path_frames()
-        train_frames, heldout, model_path, fits = _active_rounds(out, minimum, first, label, s, prior, clock, progress, executor)
+        train_frames, heldout, model_path, fits, stopped = _active_rounds(out, minimum, first, label, s, prior, clock, calls, progress,
+                                                                         executor)
     _write_frames(out / "train_frames.extxyz", train_frames)
     _write_frames(out / "heldout_frames.extxyz", heldout)
     shutil.copyfile(model_path, out / "model.safetensors")
@@ -203,8 +212,8 @@ def _fit(source, out: Path, settings, charge, spin, cache_dir, progress) -> FitR
         minimum_rmsd_A=rmsd, minimum_rmsd_heavy_A=kabsch_rmsd(minimum, checks.ml_minimum, heavy_atoms_only=True),
         nve_drift_meV_per_atom_per_ps=checks.nve.drift_meV_per_atom_per_ps, md_stable=md_stable, passed=not failures,
         failures=failures, spread_error_spearman=checks.spread_error_spearman, n_dft_calls=calls.used, n_dft_computed=calls.computed,
-        dft_calls_per_stage=calls.per_stage, n_train_frames=len(train_frames), n_heldout_frames=len(heldout), xtb=xtb,
-        wall_s=clock.total_s, stage_wall_s=clock.stages, rounds=fits,
+        n_dft_scf_failures=calls.scf_failures, dft_calls_per_stage=calls.per_stage, n_train_frames=len(train_frames), n_heldout_frames=len(heldout), xtb=xtb,
+        wall_s=clock.total_s, stage_wall_s=clock.stages, rounds=fits, rounds_stopped=stopped,
     )
     verdict = "passed" if report.passed else "FAILED VALIDATION: " + "; ".join(failures)
     write_text_atomically(out / "report.json", json.dumps({"validation": verdict, **asdict(report), "settings": _settings_dict(s, level)},
@@ -239,28 +248,44 @@ def _dft_minimum(atoms: Atoms, level: DFTLevel, cache_dir, progress: bool, calls
 
 
 def _active_rounds(out: Path, minimum: Atoms, train_frames: list[Atoms], label, s: FitSettings, prior: Path | None,
-                   clock: StageClock, progress: bool, executor):
+                   clock: StageClock, calls: DFTCalls, progress: bool, executor):
     """Fit on the first frames; then per round, MD with the current model, the selection's choice
-    of its frames labelled and added, and a refit; a last MD run gives the held-out frames.
-    Returns the training frames, the held-out frames, the final model's path and a summary per fit."""
+    of its frames labelled and added, and a refit. Rounds stop after `s.rounds`, when the next
+    would pass the DFT or time budget, or (committee) when no candidate's spread reaches
+    `s.stop_spread_meV_per_A`. A last MD run gives the held-out frames. Returns the training
+    frames, the held-out frames, the final model's path, a summary per fit, and why rounds stopped."""
     fits = []
     with clock("training"):
         model_path = _fit_models(out, 0, train_frames, s, prior, progress, fits, executor)
-    for round_index in range(1, s.rounds + 2):  # the extra pass gives the held-out frames
-        last = round_index == s.rounds + 1
+    stopped = f"{s.rounds} rounds done"
+    for round_index in range(1, s.rounds + 1):
+        if s.dft_budget is not None and calls.used + s.frames_per_round > s.dft_budget:
+            stopped = f"DFT budget: {calls.used} calls used, a round adds {s.frames_per_round}, budget {s.dft_budget}"
+            break
+        if s.time_budget_min is not None and clock.total_s > 60 * s.time_budget_min:
+            stopped = f"time budget: {clock.total_s / 60:.1f} of {s.time_budget_min:g} min used"
+            break
         with clock("md_rounds"):
-            md_frames = _md_frames(model_path, minimum, s, s.test_frames if last else s.frames_per_round * s.candidates,
-                                   out / f"md_round{round_index}.extxyz", round_index, progress)
-        if last:
-            return train_frames, label(md_frames, "held out"), model_path, fits
+            md_frames = _md_frames(model_path, minimum, s, s.frames_per_round * s.candidates, out / f"md_round{round_index}.extxyz",
+                                   round_index, progress)
         with clock("selection"):
-            members = None if s.selection == "random" else load_force_fields(model_path)[0]
-            committee = AniDSCalculator(model_path) if s.selection == "committee" else None
-            chosen = select_frames(md_frames, min(s.frames_per_round, len(md_frames)), s.selection, s.seed + round_index,
-                                   model=members and members[0], committee=committee)
+            n = min(s.frames_per_round, len(md_frames))
+            if s.selection == "committee":
+                spread = force_spread(AniDSCalculator(model_path), md_frames)
+                if s.stop_spread_meV_per_A is not None and 1000 * spread.max() < s.stop_spread_meV_per_A:
+                    stopped = (f"converged: the committee's largest force spread on round {round_index}'s candidates, "
+                               f"{1000 * spread.max():.1f} meV/Å, is below {s.stop_spread_meV_per_A:g}")
+                    break
+                chosen = largest(spread, n)
+            else:
+                features = None if s.selection == "random" else load_force_fields(model_path)[0][0]
+                chosen = select_frames(md_frames, n, s.selection, s.seed + round_index, model=features)
         train_frames = train_frames + label([md_frames[k] for k in chosen], f"round {round_index}")
         with clock("training"):
             model_path = _fit_models(out, round_index, train_frames, s, prior, progress, fits, executor)
+    with clock("md_rounds"):
+        md_frames = _md_frames(model_path, minimum, s, s.test_frames, out / "md_heldout.extxyz", s.rounds + 1, progress)
+    return train_frames, label(md_frames, "held out"), model_path, fits, stopped
 
 
 def _predict(model_path: Path, frames: list[Atoms]) -> dict:

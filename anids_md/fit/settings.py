@@ -33,6 +33,9 @@ class FitSettings:
     candidates: int = 8  # candidates per label from the sampler and each MD round (xtb-md: the pool itself at first)
     committee: int = 1  # models per fit, seeds seed, seed+1, ...; 2 or more: model.safetensors is a committee
     max_rmsd_A: float = 0.02  # validation fails when the ML minimum is farther than this from the DFT minimum
+    dft_budget: int | None = None  # DFT calls for training (minimum, first frames, rounds); no round starts that would pass it
+    time_budget_min: float | None = None  # no round starts after this many minutes
+    stop_spread_meV_per_A: float | None = None  # committee: rounds end when no candidate's largest force spread reaches it
     init: str = "qm9-anids"  # pretrained backbone (and the generator of the anids sampler and of denoising)
     steps: int = 3000  # optimiser steps per fit
     nve_steps: int = 2000  # the float64 drift check, 0.5 fs steps
@@ -57,6 +60,12 @@ class FitSettings:
                      "prior_epochs", "candidates", "committee"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("dft_budget", "time_budget_min", "stop_spread_meV_per_A"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be positive (or None for no limit), got {value}")
+        if self.stop_spread_meV_per_A is not None and self.selection != "committee":
+            raise ValueError("stop_spread_meV_per_A needs committee selection (the spread is the committee's)")
         if self.pool_frames < 10:
             raise ValueError(f"pool_frames must be at least 10 (a fifth are held out to select the prior's best epoch), got {self.pool_frames}")
         if self.rounds < 0:

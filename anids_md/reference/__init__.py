@@ -7,10 +7,11 @@ from pathlib import Path
 from ase import Atoms
 
 from .cache import ReferenceResult, default_cache_dir
-from .dft import DFTLevel, dft_optimize, dft_single_point
+from .dft import DFTConvergenceError, DFTLevel, dft_optimize, dft_single_point
 from .xtb import XTBConvergenceError, XTBLevel, xtb_calculator, xtb_single_point
 
 Level = DFTLevel | XTBLevel
+SCF_FAILURES = (DFTConvergenceError, XTBConvergenceError)  # a structure the method cannot converge: skipped and counted
 
 
 def single_point(atoms: Atoms, level: Level, cache_dir: str | Path | None = None) -> ReferenceResult:
@@ -22,5 +23,5 @@ def single_point(atoms: Atoms, level: Level, cache_dir: str | Path | None = None
     raise TypeError(f"level must be a DFTLevel or an XTBLevel, got {type(level).__name__}")
 
 
-__all__ = ["DFTLevel", "Level", "ReferenceResult", "XTBConvergenceError", "XTBLevel", "default_cache_dir", "dft_optimize",
+__all__ = ["DFTConvergenceError", "DFTLevel", "Level", "ReferenceResult", "SCF_FAILURES", "XTBConvergenceError", "XTBLevel", "default_cache_dir", "dft_optimize",
            "dft_single_point", "single_point", "xtb_calculator", "xtb_single_point"]

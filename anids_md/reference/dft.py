@@ -67,10 +67,14 @@ def gpu_available() -> bool:
         return False
 
 
+class DFTConvergenceError(RuntimeError):
+    """PySCF's SCF did not converge for a structure."""
+
+
 def _energy_forces(mf) -> tuple[float, np.ndarray]:
     energy = mf.kernel()
     if not mf.converged:
-        raise RuntimeError("the SCF did not converge")
+        raise DFTConvergenceError("the SCF did not converge")
     gradient = np.asarray(mf.nuc_grad_method().kernel())
     return float(energy) * HARTREE_IN_EV, -gradient * HARTREE_PER_BOHR_IN_EV_PER_A
 

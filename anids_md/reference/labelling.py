@@ -5,6 +5,7 @@ recomputes nothing it already had."""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -18,7 +19,9 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from tqdm.auto import tqdm
 
 from ..options import EXECUTORS
-from . import Level, single_point
+from . import SCF_FAILURES, Level, single_point
+
+logger = logging.getLogger(__name__)
 
 
 def _start_worker(threads: int, parent: int) -> None:
@@ -99,16 +102,22 @@ class DaskExecutor(Executor):
 
 
 def label_structures(frames: list[Atoms], level: Level, executor: Executor, cache_dir: str | Path | None = None,
-                     progress: bool = True, desc: str = "DFT labels") -> tuple[list[Atoms], int]:
+                     progress: bool = True, desc: str = "DFT labels") -> tuple[list[Atoms], int, int]:
     """The frames with their reference energy and forces attached (SinglePointCalculator, eV and
-    eV/Å), in the given order, and how many were computed rather than found in the cache."""
+    eV/Å), in the given order, how many were computed rather than found in the cache, and how many
+    were left out because their SCF did not converge (never labelled with a wrong number)."""
     futures = {executor.submit(single_point, Atoms(numbers=a.numbers, positions=a.positions), level, cache_dir): k
                for k, a in enumerate(frames)}
     labelled: list[Atoms | None] = [None] * len(frames)
-    computed = 0
+    computed = failed = 0
     try:
         for future in tqdm(as_completed(futures), total=len(futures), disable=not progress, desc=desc, unit="frame"):
-            result = future.result()
+            try:
+                result = future.result()
+            except SCF_FAILURES as error:
+                failed += 1
+                logger.warning("frame %d left out: %s", futures[future], error)
+                continue
             atoms = result.atoms.copy()
             atoms.calc = SinglePointCalculator(atoms, energy=result.energy_eV, forces=result.forces_eV_per_A)
             labelled[futures[future]] = atoms
@@ -117,4 +126,4 @@ def label_structures(frames: list[Atoms], level: Level, executor: Executor, cach
         for future in futures:
             future.cancel()
         raise
-    return labelled, computed
+    return [a for a in labelled if a is not None], computed, failed

@@ -163,19 +163,20 @@ def _check_trained(path, metadata: dict) -> None:
 
 
 def save_committee(members: list[str | Path], path: str | Path) -> Path:
-    """One file holding the force fields of the checkpoints `members` (two or more, trained on the
-    same elements with the same cutoff, e.g. from different seeds). The calculator predicts with
-    their mean and reports their spread (`energy_std`, `forces_std`)."""
+    """One file holding the force fields of the checkpoints `members` (two or more with the same
+    cutoff, e.g. from different seeds). The calculator predicts with their mean and reports their
+    spread (`energy_std`, `forces_std`); it accepts the elements that every member was trained on."""
     if len(members) < 2:
         raise ValueError(f"a committee needs at least two force fields, got {len(members)}")
     loaded = [load_force_field(m) for m in members]
     first_model, first = loaded[0]
     for member, (model, _) in zip(members, loaded):
-        c = model.config
-        if c.elements != first_model.config.elements or c.cutoff != first_model.config.cutoff:
-            raise ValueError(f"{member}: elements {c.elements} and cutoff {c.cutoff} Å differ from the first member's "
-                             f"({first_model.config.elements}, {first_model.config.cutoff} Å); a committee shares both")
+        if model.config.cutoff != first_model.config.cutoff:
+            raise ValueError(f"{member}: cutoff {model.config.cutoff} Å differs from the first member's "
+                             f"({first_model.config.cutoff} Å); a committee shares one neighbour list")
+    shared = sorted(set.intersection(*(set(trained_elements(meta)) for _, meta in loaded)))
     metadata = {**first, "kind": COMMITTEE_KIND, "package_version": package_version(),
+                "training": {**first.get("training", {}), "elements": shared},
                 "committee": {"members": [{"file": str(m), "model": model.config.to_dict(), "training": meta.get("training", {})}
                                           for m, (model, meta) in zip(members, loaded)]}}
     tensors = {MEMBER_PREFIX.format(k) + name: value  # as stored: a float64 member stays float64

@@ -71,6 +71,13 @@ def test_committee_refusals(members, ethanol, tmp_path):
     other_cutoff = save_checkpoint(ForceField(tiny_config(cutoff=3.0)), tmp_path / "other.safetensors")
     with pytest.raises(ValueError, match="cutoff"):
         save_committee([members[0], other_cutoff], tmp_path / "mixed.safetensors")
+    # Members trained on different elements: the committee knows those they share.
+    without_oxygen = save_checkpoint(ForceField(tiny_config(elements=[1, 6])), tmp_path / "ch.safetensors")
+    shared = AniDSCalculator(save_committee([members[0], without_oxygen], tmp_path / "shared.safetensors"))
+    atoms = ethanol.copy()
+    atoms.calc = shared
+    with pytest.raises(ValueError, match=r"trained on elements \[1, 6\] only"):
+        atoms.get_potential_energy()
     committee = save_committee(members, tmp_path / "committee.safetensors")
     with pytest.raises(CheckpointError, match="committee of 3"):
         load_force_field(committee)

@@ -60,8 +60,8 @@ def test_every_readme_command_runs_in_order(tmp_path, monkeypatch, capsys):
         extra = next((v for k, v in TINY.items() if command.startswith(k)), [])
         main(argv + extra)
     out = capsys.readouterr().out
-    assert "RMSD" in out and "held-out force MAE" in out
-    for produced in ("relaxed.extxyz", "md.extxyz", "dft_min.extxyz", "validate.json", "runs/my-model/model.safetensors",
+    assert "RMSD" in out and "held-out force MAE" in out and "committee spread" in out
+    for produced in ("relaxed.extxyz", "md.extxyz", "md_committee.extxyz", "dft_min.extxyz", "validate.json", "runs/my-model/model.safetensors",
                      "ethanol-ff/report.json"):
         assert (tmp_path / produced).exists(), produced
 

@@ -535,6 +535,8 @@ def fit_arguments(p) -> None:
     p.add_argument("--conformers", type=_count, default=d.conformers, help="xtb-md: RDKit conformers relaxed with xTB")
     p.add_argument("--pool-frames", type=_count, default=d.pool_frames, help="xtb-md: xTB MD frames (the prior's data, the first candidates)")
     p.add_argument("--prior-epochs", type=_count, default=d.prior_epochs, help="xtb-md: epochs of the molecule prior's fit")
+    p.add_argument("--dft-conformers", type=_count, default=d.dft_conformers, help="xtb-md: the lowest distinct xTB minima optimised "
+                   "with DFT (their gradients train the model; the report gives the ML-vs-DFT RMSD of each)")
     p.add_argument("--dft-budget", type=_count, help="DFT calls for training (minimum, first frames, rounds): no round starts "
                    "that would pass it; the held-out frames come on top")
     p.add_argument("--time-budget", type=_positive, help="minutes: no round starts after this")
@@ -559,12 +561,15 @@ def cmd_fit(args) -> None:
                            frames_per_round=args.frames_per_round, test_frames=args.test_frames, md_steps=args.md_steps,
                            sampler=args.sampler, selection=args.selection, committee=args.committee, candidates=args.candidates,
                            conformers=args.conformers, pool_frames=args.pool_frames, prior_epochs=args.prior_epochs,
+                           dft_conformers=args.dft_conformers,
                            max_rmsd_A=args.max_rmsd, dft_budget=args.dft_budget, time_budget_min=args.time_budget,
                            stop_spread_meV_per_A=args.stop_spread, init=args.init, steps=args.steps, workers=args.workers, executor=args.executor,
                            scheduler=args.scheduler, threads=args.threads, seed=args.seed)
     report = fit(args.input, args.output, settings, charge=args.charge, spin=args.spin, cache_dir=args.cache, progress=not args.quiet)
     print(f"{report.formula} at {report.level}: held-out force MAE {report.heldout_forces_mae_meV_per_A:.1f} meV/Å, "
           f"energy MAE {report.heldout_energy_mae_meV:.1f} meV ({report.n_heldout_frames} frames)")
+    for k, conformer in enumerate(report.conformers[1:], start=1):
+        print(f"conformer {k}: ML vs DFT minimum RMSD {conformer['rmsd_A']:.4f} Å (heavy atoms {conformer['rmsd_heavy_A']:.4f})")
     print(f"ML vs DFT minimum RMSD {report.minimum_rmsd_A:.4f} Å; NVE drift {report.nve_drift_meV_per_atom_per_ps:.3f} meV/atom/ps; "
           f"MD at {args.temperature:g} K {'stable' if report.md_stable else 'UNSTABLE'}")
     if report.spread_error_spearman is not None:

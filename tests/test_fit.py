@@ -206,3 +206,26 @@ def test_selection_picks_where_the_committee_disagrees_and_spreads_farthest_poin
     assert sorted(select_frames(frames, 4, "random", 0)) == [0, 1, 2, 3]
     with pytest.raises(ValueError, match="cannot select 5 of 4"):
         select_frames(frames, 5, "random", 0)
+
+
+def test_xtb_pool_drops_conformers_whose_bonding_changes_and_keeps_distinct_minima(tmp_path, monkeypatch):
+    import anids_md.fit.xtb_sampling as xtb_sampling
+    from anids_md.reference import XTBLevel
+    from anids_md.settings import PriorConfig
+
+    water = molecule("H2O")
+    moved = water.copy()
+    moved.positions[1] += [0.0, 0.0, 0.3]
+    broken = water.copy()
+    broken.positions[2] += 2.0 * (broken.positions[2] - broken.positions[0])  # an O-H bond gone
+    real = xtb_sampling.xtb_minimum
+    # the first two relax to the same minimum; the third "relaxes" into another bonding
+    monkeypatch.setattr(xtb_sampling, "xtb_minimum", lambda atoms, level: broken if atoms is moved else real(water, level))
+    settings = PriorConfig(frames=12, starts=1, equilibration_steps=4, interval=2, n_valid=2)
+    pool = xtb_sampling.xtb_pool([water, water.copy(), moved], settings, XTBLevel(), 0, tmp_path, progress=False)
+    assert pool.n_conformers == 3 and pool.n_bonding_changed == 1 and len(pool.minima) == 1 and len(pool.frames) == 12
+    assert all(f.get_forces().shape == (3, 3) for f in pool.frames)
+    assert xtb_sampling.same_bonding(water, pool.minima[0]) and not xtb_sampling.same_bonding(water, broken)
+    again = xtb_sampling.xtb_pool([water], settings, XTBLevel(), 0, tmp_path, progress=False)  # read back, not resampled
+    assert again.n_bonding_changed == 1 and len(again.frames) == 12
+    np.testing.assert_allclose(again.frames[5].positions, pool.frames[5].positions)

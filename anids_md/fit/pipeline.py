@@ -63,8 +63,9 @@ class FitReport:
     committee: int  # models per fit
     heldout_forces_mae_meV_per_A: float
     heldout_energy_mae_meV: float
-    minimum_rmsd_A: float  # ML minimum vs DFT minimum, Kabsch, all atoms
+    minimum_rmsd_A: float  # ML minimum vs DFT minimum (the lowest conformer), Kabsch, all atoms
     minimum_rmsd_heavy_A: float
+    conformers: list  # per DFT conformer minimum, lowest DFT energy first: its energy and the ML minimum's RMSDs
     nve_drift_meV_per_atom_per_ps: float
     md_stable: bool
     passed: bool  # the validation: minimum within max_rmsd_A and MD stable
@@ -145,7 +146,7 @@ class Validation:
     errors: dict  # held-out metrics (evaluation.error_metrics)
     predictions: dict  # held-out energies, forces and (committee) spreads
     spread_error_spearman: float | None
-    ml_minimum: Atoms
+    ml_minima: list  # relaxed with the model from each DFT minimum
     nve: object  # MDReport, float64
     stability: object  # MDReport, Langevin at the temperature
 
@@ -159,14 +160,18 @@ def _fit(source, out: Path, settings, charge, spin, cache_dir, progress) -> FitR
             check_elements(read_metadata(s.init), molecule.atoms.numbers)
         level = DFTLevel(**{**asdict(s.level or DFTLevel()), "charge": molecule.charge, "spin": molecule.spin})
         write(out / "start.xyz", molecule.atoms)
-    pool, prior, xtb, start = None, None, {}, molecule.atoms
+    pool, prior, xtb, starts = None, None, {}, [molecule.atoms]
     if s.sampler == "xtb-md":
         pool, prior, xtb = _xtb_pool_and_prior(molecule, out / "xtb", s, clock, progress)
-        start = pool.minima[0]  # the lowest xTB minimum: a short DFT optimisation from there
+        starts = pool.minima  # xTB minima, lowest first: short DFT optimisations from there
     with clock("dft_minimum"):
-        optimisation = _dft_minimum(start, level, cache_dir, progress, calls)
-        minimum = optimisation.atoms
+        # xtb-md: the lowest `dft_conformers` xTB minima, each optimised with DFT; the lowest DFT minimum leads
+        optimisations = [_dft_minimum(atoms, level, cache_dir, progress, calls) for atoms in starts[: s.dft_conformers]]
+        optimisations.sort(key=lambda result: result.energy_eV)
+        dft_minima = [result.atoms for result in optimisations]
+        minimum = dft_minima[0]
         write(out / "dft_minimum.xyz", minimum)
+        write(out / "dft_minima.extxyz", dft_minima)
     with labelling_pool(s.executor, s.workers, s.threads, s.scheduler) as executor:
         def label(frames: list[Atoms], stage: str) -> list[Atoms]:
             with clock("sampling_and_labelling"):
@@ -189,19 +194,23 @@ def _fit(source, out: Path, settings, charge, spin, cache_dir, progress) -> FitR
             features = None if s.selection == "random" else load_checkpoint(prior or s.init)[0]
             chosen = select_frames(candidates, min(s.frames, len(candidates)), s.selection, s.seed, model=features)
         # the optimisation's gradients are DFT data near the minimum, already paid for
-        first = label([candidates[k] for k in chosen], "first frames") + optimisation.path_frames()
+        first = label([candidates[k] for k in chosen], "first frames") + [f for result in optimisations for f in result.path_frames()]
         train_frames, heldout, model_path, fits, stopped = _active_rounds(out, minimum, first, label, s, prior, clock, calls, progress,
                                                                          executor)
     _write_frames(out / "train_frames.extxyz", train_frames)
     _write_frames(out / "heldout_frames.extxyz", heldout)
     shutil.copyfile(model_path, out / "model.safetensors")
-    checks = _validate(out, minimum, heldout, s, clock, progress)
+    checks = _validate(out, dft_minima, heldout, s, clock, progress)
 
-    rmsd = kabsch_rmsd(minimum, checks.ml_minimum)
+    conformers = [{"dft_energy_eV": result.energy_eV, "rmsd_A": kabsch_rmsd(result.atoms, ml),
+                   "rmsd_heavy_A": kabsch_rmsd(result.atoms, ml, heavy_atoms_only=True)} for result, ml in zip(optimisations, checks.ml_minima)]
+    rmsd = conformers[0]["rmsd_A"]
     md_stable = checks.nve.stable and checks.stability.stable
     failures = []
-    if rmsd > s.max_rmsd_A:
-        failures.append(f"the ML minimum lies {rmsd:.4f} Å from the DFT minimum (limit {s.max_rmsd_A:g} Å)")
+    for k, conformer in enumerate(conformers):
+        if conformer["rmsd_A"] > s.max_rmsd_A:
+            which = "the DFT minimum" if len(conformers) == 1 else f"DFT conformer minimum {k} (0 the lowest)"
+            failures.append(f"the ML minimum lies {conformer['rmsd_A']:.4f} Å from {which} (limit {s.max_rmsd_A:g} Å)")
     if not md_stable:
         failures.append(f"MD at {s.temperature_K:g} K was unstable: "
                         f"{checks.stability.stopped or checks.nve.stopped or 'bonds left [0.7, 1.5]x their length'}")
@@ -209,7 +218,7 @@ def _fit(source, out: Path, settings, charge, spin, cache_dir, progress) -> FitR
         level=level.label(), formula=molecule.atoms.get_chemical_formula(), source=molecule.source, sampler=s.sampler,
         selection=s.selection, committee=s.committee,
         heldout_forces_mae_meV_per_A=checks.errors["forces_mae_meV_per_A"], heldout_energy_mae_meV=checks.errors["energy_mae_meV"],
-        minimum_rmsd_A=rmsd, minimum_rmsd_heavy_A=kabsch_rmsd(minimum, checks.ml_minimum, heavy_atoms_only=True),
+        minimum_rmsd_A=rmsd, minimum_rmsd_heavy_A=conformers[0]["rmsd_heavy_A"], conformers=conformers,
         nve_drift_meV_per_atom_per_ps=checks.nve.drift_meV_per_atom_per_ps, md_stable=md_stable, passed=not failures,
         failures=failures, spread_error_spearman=checks.spread_error_spearman, n_dft_calls=calls.used, n_dft_computed=calls.computed,
         n_dft_scf_failures=calls.scf_failures, dft_calls_per_stage=calls.per_stage, n_train_frames=len(train_frames), n_heldout_frames=len(heldout), xtb=xtb,
@@ -303,9 +312,9 @@ def _predict(model_path: Path, frames: list[Atoms]) -> dict:
     return {"energies": np.array(energies), "forces": forces, "spreads": np.array(spreads)}
 
 
-def _validate(out: Path, minimum: Atoms, heldout: list[Atoms], s: FitSettings, clock: StageClock, progress: bool) -> Validation:
-    """Held-out errors (and how well a committee's spread ranks them), the ML minimum (from the
-    DFT one), NVE in float64 and Langevin MD at the temperature."""
+def _validate(out: Path, dft_minima: list[Atoms], heldout: list[Atoms], s: FitSettings, clock: StageClock, progress: bool) -> Validation:
+    """Held-out errors (and how well a committee's spread ranks them), the ML minima (each from
+    a DFT one), NVE in float64 and Langevin MD at the temperature from the lowest."""
     from scipy.stats import spearmanr
 
     model = out / "model.safetensors"
@@ -317,9 +326,14 @@ def _validate(out: Path, minimum: Atoms, heldout: list[Atoms], s: FitSettings, c
         if len(predicted["spreads"]) >= 3:
             frame_errors = [np.abs(p - r).mean() for p, r in zip(predicted["forces"], reference_forces)]
             spearman = float(spearmanr(predicted["spreads"], frame_errors).statistic)
-        ml = Atoms(numbers=minimum.numbers, positions=minimum.positions)
-        ml.calc = AniDSCalculator(model, dtype="float64")
-        optimize(ml, fmax=1e-3, steps=2000)
+        calc = AniDSCalculator(model, dtype="float64")
+        ml_minima = []
+        for minimum in dft_minima:
+            ml = Atoms(numbers=minimum.numbers, positions=minimum.positions)
+            ml.calc = calc
+            optimize(ml, fmax=1e-3, steps=2000)
+            ml_minima.append(ml)
+        ml = ml_minima[0]
         write(out / "ml_minimum.xyz", ml)
     with clock("validation_md"):
         nve_atoms = ml.copy()
@@ -328,7 +342,7 @@ def _validate(out: Path, minimum: Atoms, heldout: list[Atoms], s: FitSettings, c
         stable_atoms = ml.copy()
         stable_atoms.calc = AniDSCalculator(model)
         stability = run_md(stable_atoms, "langevin", s.temperature_K, 0.5, s.md_steps, interval=10, seed=s.seed + 1, progress=progress)
-    return Validation(errors, predicted, spearman, ml, nve, stability)
+    return Validation(errors, predicted, spearman, ml_minima, nve, stability)
 
 
 def _settings_dict(s: FitSettings, level: DFTLevel) -> dict:

@@ -29,6 +29,7 @@ class FitSettings:
     conformers: int = 3  # xtb-md: RDKit conformers tried
     pool_frames: int = 600  # xtb-md: xTB MD frames (the prior's data and the first candidates)
     prior_epochs: int = 30  # xtb-md: of the prior's fit
+    dft_conformers: int = 1  # xtb-md: the lowest xTB minima optimised with DFT (training data, and the validation per conformer)
     selection: str = "random"  # random | farthest | committee: which candidates get DFT labels
     candidates: int = 8  # candidates per label from the sampler and each MD round (xtb-md: the pool itself at first)
     committee: int = 1  # models per fit, seeds seed, seed+1, ...; 2 or more: model.safetensors is a committee
@@ -57,7 +58,7 @@ class FitSettings:
         if self.executor not in EXECUTORS:
             raise ValueError(f"unknown executor {self.executor!r}; choose one of {EXECUTORS}")
         for name in ("frames", "frames_per_round", "test_frames", "md_steps", "steps", "nve_steps", "conformers", "pool_frames",
-                     "prior_epochs", "candidates", "committee"):
+                     "prior_epochs", "dft_conformers", "candidates", "committee"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         for name in ("dft_budget", "time_budget_min", "stop_spread_meV_per_A"):

@@ -1,8 +1,8 @@
 """The `xtb-md` sampler of `fit`: a pool of candidate frames from GFN2-xTB, in minutes.
 
 RDKit conformers are relaxed with xTB; a conformer whose bonding changes on the way (a proton
-moves, a ring opens) is dropped and counted, and minima within 0.05 Å RMSD of a kept one are
-duplicates. From each distinct minimum, Langevin MD with xTB at the temperature (the molecule
+moves, a ring opens) is dropped and counted, and minima within 0.05 Å RMSD or 1 meV of a kept
+one are duplicates. From each distinct minimum, Langevin MD with xTB at the temperature (the molecule
 prior's sampler, anids_md/prior.py) and a quarter of the frames at 1.5× the temperature, which
 reaches the soft modes (rotors, wagging) that a weak first model and displacements miss. The
 frames keep their xTB energies and forces: the molecule prior is fitted to them.
@@ -29,6 +29,9 @@ from ..simulate import bonded_pairs
 from ..validate.rmsd import kabsch_rmsd
 
 DUPLICATE_RMSD_A = 0.05
+# Minima this close in energy are one conformer up to symmetry (hydrogens of a methyl group
+# swapped, a mirror image), which an RMSD in fixed atom order calls different.
+DUPLICATE_ENERGY_EV = 1e-3
 HOT_FACTOR = 1.5  # the hotter pass, × the temperature
 HOT_SHARE = 0.25  # of the frames
 
@@ -70,7 +73,8 @@ def xtb_pool(conformers: list[Atoms], settings: PriorConfig, level: XTBLevel, se
         if not same_bonding(conformer, minimum):
             changed += 1
             continue
-        if all(kabsch_rmsd(kept, minimum) > DUPLICATE_RMSD_A for kept in minima):
+        if all(kabsch_rmsd(kept, minimum) > DUPLICATE_RMSD_A and abs(e - energy) > DUPLICATE_ENERGY_EV
+               for kept, e in zip(minima, energies)):
             minima.append(minimum)
             energies.append(energy)
     if not minima:

@@ -31,7 +31,7 @@ def test_bad_smiles_are_named(smiles, message):
 
 def test_elements_outside_the_backbone_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r"trained on elements \[1, 6, 7, 8, 9\] only .* also has \[16\]"):
-        fit("CS", tmp_path, FitSettings(level=FAST), cache_dir=tmp_path / "cache", progress=False)
+        fit("CS", tmp_path, FitSettings(level=FAST, sampler="isotropic"), cache_dir=tmp_path / "cache", progress=False)
 
 
 def test_samplers_keep_their_amplitude_and_shape():

@@ -38,9 +38,8 @@ TINY = {
     "anids-md validate": ["--basis", "sto-3g"],
     "anids-md train": ["optim.max_steps=2", "prior.frames=12", "prior.starts=1", "prior.equilibration_steps=4", "prior.interval=2",
                        "prior.epochs=1", "prior.n_valid=4", "--quiet"],
-    # three training steps make no valid model: the limit is lifted so that the command's success path runs
     "anids-md fit": ["--basis", "sto-3g", "--frames", "4", "--rounds", "0", "--test-frames", "2", "--md-steps", "20", "--steps", "3",
-                     "--workers", "1", "--quiet", "--max-rmsd", "10"],
+                     "--workers", "1", "--quiet", "--pool-frames", "20", "--prior-epochs", "1"],
 }
 
 
@@ -59,7 +58,10 @@ def test_every_readme_command_runs_in_order(tmp_path, monkeypatch, capsys):
         argv = re.findall(r'"[^"]*"|\S+', command)[1:]
         argv = [a.strip('"') for a in argv]
         extra = next((v for k, v in TINY.items() if command.startswith(k)), [])
-        main(argv + extra)
+        try:
+            main(argv + extra)
+        except SystemExit as stop:  # a few training steps make no valid force field: fit says so, after its report
+            assert command.startswith("anids-md fit") and "FAILED VALIDATION" in str(stop.code), stop.code
     out = capsys.readouterr().out
     assert "RMSD" in out and "held-out force MAE" in out and "committee spread" in out
     for produced in ("relaxed.extxyz", "md.extxyz", "md_committee.extxyz", "dft_min.extxyz", "validate.json", "runs/my-model/model.safetensors",

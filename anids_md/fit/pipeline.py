@@ -149,6 +149,7 @@ class Validation:
     ml_minima: list  # relaxed with the model from each DFT minimum
     nve: object  # MDReport, float64
     stability: object  # MDReport, Langevin at the temperature
+    problems: list  # optimisations with the model that could not finish
 
 
 def _fit(source, out: Path, settings, charge, spin, cache_dir, progress) -> FitReport:
@@ -206,7 +207,7 @@ def _fit(source, out: Path, settings, charge, spin, cache_dir, progress) -> FitR
                    "rmsd_heavy_A": kabsch_rmsd(result.atoms, ml, heavy_atoms_only=True)} for result, ml in zip(optimisations, checks.ml_minima)]
     rmsd = conformers[0]["rmsd_A"]
     md_stable = checks.nve.stable and checks.stability.stable
-    failures = []
+    failures = list(checks.problems)
     for k, conformer in enumerate(conformers):
         if conformer["rmsd_A"] > s.max_rmsd_A:
             which = "the DFT minimum" if len(conformers) == 1 else f"DFT conformer minimum {k} (0 the lowest)"
@@ -328,10 +329,14 @@ def _validate(out: Path, dft_minima: list[Atoms], heldout: list[Atoms], s: FitSe
             spearman = float(spearmanr(predicted["spreads"], frame_errors).statistic)
         calc = AniDSCalculator(model, dtype="float64")
         ml_minima = []
-        for minimum in dft_minima:
+        problems = []
+        for k, minimum in enumerate(dft_minima):
             ml = Atoms(numbers=minimum.numbers, positions=minimum.positions)
             ml.calc = calc
-            optimize(ml, fmax=1e-3, steps=2000)
+            try:
+                optimize(ml, fmax=1e-3, steps=2000)
+            except ValueError as error:  # a poor model can pull atoms onto each other: a failed validation, not a crash
+                problems.append(f"the model's optimisation from DFT minimum {k} stopped: {error}")
             ml_minima.append(ml)
         ml = ml_minima[0]
         write(out / "ml_minimum.xyz", ml)
@@ -342,7 +347,7 @@ def _validate(out: Path, dft_minima: list[Atoms], heldout: list[Atoms], s: FitSe
         stable_atoms = ml.copy()
         stable_atoms.calc = AniDSCalculator(model)
         stability = run_md(stable_atoms, "langevin", s.temperature_K, 0.5, s.md_steps, interval=10, seed=s.seed + 1, progress=progress)
-    return Validation(errors, predicted, spearman, ml_minima, nve, stability)
+    return Validation(errors, predicted, spearman, ml_minima, nve, stability, problems)
 
 
 def _settings_dict(s: FitSettings, level: DFTLevel) -> dict:
@@ -430,7 +435,8 @@ def plot_report(report: FitReport, heldout: list[Atoms], checks: Validation, pat
     a.set(xlabel="DFT force component (eV/Å)", ylabel="model (eV/Å)",
           title=f"held out: MAE {report.heldout_forces_mae_meV_per_A:.1f} meV/Å")
     energies = np.asarray(checks.nve.total_energies_eV)
-    b.plot(checks.nve.times_ps, (energies - energies[0]) * 1000 / checks.nve.n_atoms)
+    if len(energies):  # an NVE run that could not start (a collapsed ML minimum) has nothing to draw
+        b.plot(checks.nve.times_ps, (energies - energies[0]) * 1000 / checks.nve.n_atoms)
     b.set(xlabel="time (ps)", ylabel="total energy change (meV/atom)",
           title=f"NVE, float64: drift {report.nve_drift_meV_per_atom_per_ps:.3f} meV/atom/ps")
     names = list(report.stage_wall_s)

@@ -222,7 +222,8 @@ def _fit(source, out: Path, settings, charge, spin, cache_dir, progress) -> FitR
         minimum_rmsd_A=rmsd, minimum_rmsd_heavy_A=conformers[0]["rmsd_heavy_A"], conformers=conformers,
         nve_drift_meV_per_atom_per_ps=checks.nve.drift_meV_per_atom_per_ps, md_stable=md_stable, passed=not failures,
         failures=failures, spread_error_spearman=checks.spread_error_spearman, n_dft_calls=calls.used, n_dft_computed=calls.computed,
-        n_dft_scf_failures=calls.scf_failures, dft_calls_per_stage=calls.per_stage, n_train_frames=len(train_frames), n_heldout_frames=len(heldout), xtb=xtb,
+        n_dft_scf_failures=calls.scf_failures, dft_calls_per_stage=calls.per_stage, n_train_frames=len(train_frames),
+        n_heldout_frames=len(heldout), xtb=xtb,
         wall_s=clock.total_s, stage_wall_s=clock.stages, rounds=fits, rounds_stopped=stopped,
     )
     verdict = "passed" if report.passed else "FAILED VALIDATION: " + "; ".join(failures)

@@ -21,7 +21,8 @@ class FitSettings:
     test_frames: int = 24  # held out: from MD with the final model, never trained on
     md_steps: int = 2000  # per round, 0.5 fs steps (1 ps)
     # At equal DFT calls on ethanol (benchmarks/results/fit_selection_ethanol.json) xtb-md gave held-out forces
-    # 23.2 meV/Å and rMD17 test forces 34.5 against 34.4 and 51.1 with isotropic displacements (seed 0).
+    # 23.2 meV/Å and rMD17 test forces 34.5 against 34.4 and 51.1 with isotropic displacements (seed 0; 27.7
+    # and 33.7 for xtb-md's seed 1).
     sampler: str = "xtb-md"
     # xtb-md: RDKit conformers relaxed with GFN2-xTB (those whose bonding changes are dropped), Langevin
     # MD with xTB from each distinct minimum at the temperature and a quarter of the frames at 1.5x it;
@@ -30,7 +31,9 @@ class FitSettings:
     pool_frames: int = 600  # xtb-md: xTB MD frames (the prior's data and the first candidates)
     prior_epochs: int = 30  # xtb-md: of the prior's fit
     dft_conformers: int = 1  # xtb-md: the lowest xTB minima optimised with DFT (training data, and the validation per conformer)
-    selection: str = "random"  # random | farthest | committee: which candidates get DFT labels
+    # random | farthest | committee: which candidates get DFT labels. On ethanol (2 seeds each) committee
+    # selection with 3 models was no better than random with 1, at 1.6x the wall time.
+    selection: str = "random"
     candidates: int = 8  # candidates per label from the sampler and each MD round (xtb-md: the pool itself at first)
     committee: int = 1  # models per fit, seeds seed, seed+1, ...; 2 or more: model.safetensors is a committee
     max_rmsd_A: float = 0.02  # validation fails when the ML minimum is farther than this from the DFT minimum

@@ -185,7 +185,7 @@ def test_xtb_md_fit_with_a_committee_resumes_and_fails_validation_by_exit_status
 
 def test_selection_picks_where_the_committee_disagrees_and_spreads_farthest_points(tiny_model, tmp_path):
     from anids_md.checkpoint import save_checkpoint, save_committee
-    from anids_md.fit.selection import farthest_points, select_frames
+    from anids_md.fit.selection import farthest_points, force_spread, largest, select_frames
 
     from .test_committee import perturbed
 
@@ -198,8 +198,9 @@ def test_selection_picks_where_the_committee_disagrees_and_spreads_farthest_poin
         frame.positions[1] += stretch * (frame.positions[1] - frame.positions[0])
         frames.append(frame)
     spread = [float(np.max(committee.get_property("forces_std", f))) for f in frames]
-    assert select_frames(frames, 1, "committee", 0, committee=committee) == [int(np.argmax(spread))]
-    assert select_frames(frames, 2, "committee", 0, committee=committee) == list(np.argsort(spread)[::-1][:2])
+    np.testing.assert_allclose(force_spread(committee, frames), spread)
+    assert largest(force_spread(committee, frames), 1) == [2]  # the stretched frame
+    assert largest(force_spread(committee, frames), 2) == list(np.argsort(spread)[::-1][:2])
     # Farthest-point: from the point nearest the mean, then the farthest each time.
     points = np.array([[0.0, 0.0], [10.0, 0.0], [0.1, 0.0], [0.0, 3.0], [1.0, 1.0]])
     assert farthest_points(points, 3) == [4, 1, 3]

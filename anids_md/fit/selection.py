@@ -5,7 +5,8 @@
   final invariant features of its atoms, in atom order: the frames of one molecule), starting
   from the frame nearest the mean: spread over what the model distinguishes.
 - `committee`: the frames on which a committee of models disagrees most (the largest per-atom
-  force spread, `forces_std`); where no committee exists yet (the first set), farthest-point.
+  force spread, `forces_std`: `largest(force_spread(...))`, in fit's rounds); where no committee
+  exists yet (the first set), farthest-point.
 """
 
 from __future__ import annotations
@@ -43,20 +44,14 @@ def frame_features(model, frames: list[Atoms]) -> np.ndarray:
     return np.array(rows)
 
 
-def farthest_points(features: np.ndarray, n: int, chosen: list[int] | None = None) -> list[int]:
-    """`n` more rows of `features`, each the farthest (Euclidean) from all rows chosen so far;
-    the first, when nothing is chosen, is the row nearest the mean."""
-    chosen = list(chosen or [])
-    if n > len(features) - len(chosen):
-        raise ValueError(f"cannot choose {n} more of {len(features)} frames ({len(chosen)} already chosen)")
-    if not chosen and n:
-        chosen.append(int(np.argmin(np.linalg.norm(features - features.mean(0), axis=1))))
-        n -= 1
-    distance = np.min([np.linalg.norm(features - features[k], axis=1) for k in chosen], axis=0) if chosen else None
-    for _ in range(n):
-        pick = int(np.argmax(distance))
-        chosen.append(pick)
-        distance = np.minimum(distance, np.linalg.norm(features - features[pick], axis=1))
+def farthest_points(features: np.ndarray, n: int) -> list[int]:
+    """`n` (at least 1) rows of `features`: first the row nearest the mean, then each the farthest
+    (Euclidean) from all rows chosen so far."""
+    chosen = [int(np.argmin(np.linalg.norm(features - features.mean(0), axis=1)))]
+    distance = np.linalg.norm(features - features[chosen[0]], axis=1)
+    for _ in range(n - 1):
+        chosen.append(int(np.argmax(distance)))
+        distance = np.minimum(distance, np.linalg.norm(features - features[chosen[-1]], axis=1))
     return chosen
 
 
@@ -65,17 +60,16 @@ def largest(values: np.ndarray, n: int) -> list[int]:
     return [int(k) for k in np.argsort(-np.asarray(values), kind="stable")[:n]]
 
 
-def select_frames(frames: list[Atoms], n: int, strategy: str, seed: int, model=None, committee=None) -> list[int]:
-    """Indices of `n` of `frames` by `strategy` (see the module); `model` (a ForceField) gives
-    the features of farthest-point sampling, `committee` (a calculator) the spread."""
+def select_frames(frames: list[Atoms], n: int, strategy: str, seed: int, model=None) -> list[int]:
+    """Indices of `n` of `frames` by `strategy`, where no committee is at hand: `random`, or
+    farthest-point (for `farthest`, and `committee`'s first set) on the features of `model` (a
+    ForceField)."""
     if strategy not in SELECTIONS:
         raise ValueError(f"unknown selection {strategy!r}; choose one of {SELECTIONS}")
     if not 0 < n <= len(frames):
         raise ValueError(f"cannot select {n} of {len(frames)} candidate frames")
     if strategy == "random":
         return sorted(int(k) for k in np.random.default_rng(seed).choice(len(frames), n, replace=False))
-    if strategy == "committee" and committee is not None:
-        return largest(force_spread(committee, frames), n)
     if model is None:
         raise ValueError("farthest-point selection needs a model for the features")
     return farthest_points(frame_features(model, frames), n)

@@ -23,5 +23,5 @@ def single_point(atoms: Atoms, level: Level, cache_dir: str | Path | None = None
     raise TypeError(f"level must be a DFTLevel or an XTBLevel, got {type(level).__name__}")
 
 
-__all__ = ["DFTConvergenceError", "DFTLevel", "Level", "ReferenceResult", "SCF_FAILURES", "XTBConvergenceError", "XTBLevel", "default_cache_dir", "dft_optimize",
-           "dft_single_point", "single_point", "xtb_calculator", "xtb_single_point"]
+__all__ = ["DFTConvergenceError", "DFTLevel", "Level", "ReferenceResult", "SCF_FAILURES", "XTBConvergenceError", "XTBLevel",
+           "default_cache_dir", "dft_optimize", "dft_single_point", "single_point", "xtb_calculator", "xtb_single_point"]

@@ -88,8 +88,8 @@ def dft_optimize(atoms: Atoms, level: DFTLevel = DFTLevel(), max_steps: int = 10
                  progress: bool = False) -> ReferenceResult:
     """Relax `atoms` at `level` (charge and spin included) with PySCF + geomeTRIC (its default
     convergence criteria) and return the minimum, its energy and forces, and every gradient
-    evaluation on the way (`path_frames()`); cached by structure and level of theory. `progress` shows a bar with a tick per gradient (minutes each for a
-    20-atom molecule on a laptop)."""
+    evaluation on the way (`path_frames()`); cached by structure and level of theory. `progress`
+    shows a bar with a tick per gradient (minutes each for a 20-atom molecule on a laptop)."""
     # "path": entries record every gradient evaluation (earlier ones did not, and are not read)
     path = cache_path("dft", "optimisation", atoms, level, cache_dir, {"max_steps": max_steps, "path": True})
     cached = load_result(path, atoms.numbers)

@@ -145,7 +145,7 @@ def prior_arguments(p) -> None:
 
     d = PriorConfig()
     p.add_argument("structures", nargs="+", help="files ASE reads (or rMD17 npz): one prior for the molecules among their first frames")
-    p.add_argument("-o", "--output", required=True, help="folder that receives prior-<digest>/ (frames, manifest, fit/)")
+    p.add_argument("-o", "--output", required=True, help="folder that receives prior-<digest>/ (frames, manifest, one fit-<digest>/ per fit)")
     p.add_argument("--method", choices=XTB_METHODS, default=d.method, help="xTB level (tblite)")
     p.add_argument("--temperature", type=_positive, default=d.temperature_K, help="K, of the Langevin MD")
     p.add_argument("--frames", type=_count, default=d.frames, help="xTB frames per molecule")

@@ -4,9 +4,10 @@ temperature from several independent starts with xTB forces; the frames of those
 xTB energies and forces already computed along them; and a short fit on them (from `init`, or
 from scratch). The fine-tune on DFT labels then starts from that model.
 
-Everything lands in one folder named by a digest of the molecules and the settings, so the same
-prior asked for again is reused, and a killed build resumes: MD runs that finished are read
-back, the fit resumes from its saved state."""
+The frames land in a folder named by a digest of the molecules and the sampling settings, each
+fit on them in a subfolder named by a digest of the fit's settings (epochs, init), so the same
+prior asked for again is reused, a new fit reuses the frames, and a killed build resumes: MD
+runs that finished are read back, the fit resumes from its saved state."""
 
 from __future__ import annotations
 
@@ -55,10 +56,27 @@ def distinct_molecules(structures: list[Atoms]) -> list[Atoms]:
     return molecules
 
 
-def prior_digest(molecules: list[Atoms], settings: PriorConfig, seed: int) -> str:
-    payload = {"molecules": [[a.numbers.tolist(), np.round(a.positions, 6).tolist()] for a in molecules],
-               "settings": asdict(settings), "seed": seed}
+FIT_FIELDS = ("epochs", "n_valid", "init")  # settings of the fit alone: changing them reuses the MD frames
+
+
+def _digest(payload) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def prior_digest(molecules: list[Atoms], settings: PriorConfig, seed: int) -> str:
+    """Names the folder of the prior's xTB frames: the molecules and the sampling settings."""
+    sampling = {k: v for k, v in asdict(settings).items() if k not in FIT_FIELDS}
+    return _digest({"molecules": [[a.numbers.tolist(), np.round(a.positions, 6).tolist()] for a in molecules],
+                    "settings": sampling, "seed": seed})
+
+
+def fit_digest(settings: PriorConfig, seed: int) -> str:
+    """Names the folder of one fit on those frames; a checkpoint file given as `init` enters by
+    its content, so a retrained foundation at the same path is a new fit."""
+    init = settings.init
+    if init and Path(init).is_file():
+        init = hashlib.sha256(Path(init).read_bytes()).hexdigest()
+    return _digest({"fit": {k: getattr(settings, k) for k in FIT_FIELDS}, "init": init, "seed": seed})
 
 
 def xtb_minimum(atoms: Atoms, level: XTBLevel) -> Atoms:
@@ -152,7 +170,7 @@ def _build_prior(molecules: list[Atoms], folder: Path, s: PriorConfig, level: XT
         manifest.update(n_frames=len(frames), n_failed_runs=failed, formulae=[a.get_chemical_formula() for a in molecules],
                         level=asdict(level), settings=asdict(s), seed=seed)
         write_text_atomically(manifest_path, json.dumps(manifest, indent=2))
-    summary, model = fit_prior(frames_file, folder, s, level, seed, progress)
+    summary, model = fit_prior(frames_file, folder / f"fit-{fit_digest(s, seed)}", s, level, seed, progress)
     manifest = json.loads(manifest_path.read_text())
     return PriorReport(model=model, frames_file=frames_file, n_frames=manifest["n_frames"],
                        n_failed_runs=manifest["n_failed_runs"], xtb_wall_s=round(manifest["xtb_wall_s"], 1),
@@ -160,12 +178,12 @@ def _build_prior(molecules: list[Atoms], folder: Path, s: PriorConfig, level: XT
                        folder=folder)
 
 
-def fit_prior(frames_file: Path, folder: Path, s: PriorConfig, level: XTBLevel, seed: int, progress: bool) -> tuple[dict, Path]:
-    """The prior's fit on xTB-labelled frames, in `folder`/fit/ (resumed, or reused when it
+def fit_prior(frames_file: Path, run_dir: Path, s: PriorConfig, level: XTBLevel, seed: int, progress: bool) -> tuple[dict, Path]:
+    """The prior's fit on xTB-labelled frames, in `run_dir` (resumed, or reused when it
     finished): its training summary and model file."""
     from .train import load_config, train
 
-    overrides = [f"output_dir={folder}", "name=fit", f"data.train={frames_file}", "data.protocol=null", f"data.n_valid={s.n_valid}",
+    overrides = [f"output_dir={run_dir.parent}", f"name={run_dir.name}", f"data.train={frames_file}", "data.protocol=null", f"data.n_valid={s.n_valid}",
                  "data.reference_energies=null",  # fitted by least squares to the xTB energies
                  f"optim.epochs={s.epochs}", f"optim.patience={s.epochs}", f"seed={seed}", "resume=true", "denoise.kind=none",
                  f"init={s.init or 'null'}",

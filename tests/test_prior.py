@@ -1,6 +1,8 @@
 """Molecule priors on the 32-frame ethanol fixture with tiny settings: xTB MD frames labelled
-along the way, a fit that loads in the calculator, reuse and resumption without new xTB MD, a
+along the way, a fit that loads in the calculator, reuse and resumption without new xTB MD (also for a new fit), a
 fine-tune that starts from the prior, and named errors."""
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -53,6 +55,8 @@ def test_a_prior_is_built_from_xtb_md_reused_and_resumed(tmp_path, monkeypatch):
     (report.folder / "xtb_frames.extxyz").unlink()  # as if killed after the MD runs: they are read back, not redone
     build_prior(read_rmd17(ETHANOL, frames=[0]), tmp_path, TINY, progress=False)
     assert len(calls) == 2
+    longer = build_prior(read_rmd17(ETHANOL, frames=[0]), tmp_path, replace(TINY, epochs=3), progress=False)
+    assert len(calls) == 2 and longer.folder == report.folder and longer.model != report.model  # a new fit on the same frames
 
 
 def test_an_md_run_xtb_cannot_finish_is_skipped_and_counted(tmp_path, monkeypatch):

@@ -242,7 +242,7 @@ def _xtb_pool_and_prior(molecule: Molecule, folder: Path, s: FitSettings, clock:
     with clock("xtb_sampling"):
         pool = xtb_pool(molecule.conformers[: s.conformers], prior_settings, xtb_level, s.seed, folder, progress)
     with clock("prior"):
-        summary, prior = fit_prior(folder / "pool.extxyz", folder, prior_settings, xtb_level, s.seed, progress)
+        summary, prior = fit_prior(folder / "pool.extxyz", folder / "fit", prior_settings, xtb_level, s.seed, progress)
     xtb = {"frames": len(pool.frames), "minima": len(pool.minima), "minima_energies_eV": pool.minima_energies_eV,
            "conformers_tried": pool.n_conformers, "conformers_dropped_bonding_changed": pool.n_bonding_changed,
            "xtb_failures": pool.n_xtb_failures, "xtb_wall_s": pool.xtb_wall_s, "prior_fit_wall_s": summary["train_wall_s"],

@@ -30,7 +30,8 @@ ARMS = {
     "qm9-anids": ("rmd17-50", ["optim.max_steps=10000", "init=qm9-anids", "denoise.kind=anisotropic"]),
     "recommended": ("rmd17-50-anids", []),
     "foundation": ("rmd17-50-anids", ["prior=null", "init={foundation}"]),
-    "foundation-prior": ("rmd17-50-anids", ["prior.init={foundation}"]),
+    # from a foundation the prior's fit converges in half the epochs (docs/results.md)
+    "foundation-prior": ("rmd17-50-anids", ["prior.init={foundation}", "prior.epochs=30"]),
 }
 OUT = RESULTS / "priors_rmd17-50.json"
 

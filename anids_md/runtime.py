@@ -80,3 +80,16 @@ def available_memory_bytes(device: torch.device) -> int | None:
     except OSError:
         pass
     return None
+
+
+def machine_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model and core count: a run's record of where it ran."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores"

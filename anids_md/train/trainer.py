@@ -29,7 +29,7 @@ from ..data import (
 from ..data.readers import reference_energies_file
 from ..evaluation import error_metrics, evaluate, predict
 from ..nn import ForceField, ModelConfig
-from ..runtime import resolve_device, resolve_dtype
+from ..runtime import machine_name, resolve_device, resolve_dtype
 from ..units import MEV_PER_EV
 from .config import TrainConfig, config_to_dict
 from .denoising import AuxiliaryDenoising
@@ -224,6 +224,7 @@ class Trainer(TrainingLoop):
             "train_wall_s": round(p["wall_s"], 1),
             "valid": p.get("best_metrics"),
             "device": str(self.device),
+            "machine": machine_name(self.device),
             "dtype": self.config.dtype,
             "torch_threads": torch.get_num_threads(),
             "init": self.config.init,

@@ -535,6 +535,7 @@ def fit_arguments(p) -> None:
     p.add_argument("--conformers", type=_count, default=d.conformers, help="xtb-md: RDKit conformers relaxed with xTB")
     p.add_argument("--pool-frames", type=_count, default=d.pool_frames, help="xtb-md: xTB MD frames (the prior's data, the first candidates)")
     p.add_argument("--prior-epochs", type=_count, default=d.prior_epochs, help="xtb-md: epochs of the molecule prior's fit")
+    p.add_argument("--prior-init", default=d.prior_init, help="xtb-md: checkpoint the prior's fit starts from (default: from scratch)")
     p.add_argument("--dft-conformers", type=_count, default=d.dft_conformers, help="xtb-md: the lowest distinct xTB minima optimised "
                    "with DFT (their gradients train the model; the report gives the ML-vs-DFT RMSD of each)")
     p.add_argument("--dft-budget", type=_count, help="DFT calls for training (minimum, first frames, rounds): no round starts "
@@ -561,7 +562,7 @@ def cmd_fit(args) -> None:
                            frames_per_round=args.frames_per_round, test_frames=args.test_frames, md_steps=args.md_steps,
                            sampler=args.sampler, selection=args.selection, committee=args.committee, candidates=args.candidates,
                            conformers=args.conformers, pool_frames=args.pool_frames, prior_epochs=args.prior_epochs,
-                           dft_conformers=args.dft_conformers,
+                           prior_init=args.prior_init, dft_conformers=args.dft_conformers,
                            max_rmsd_A=args.max_rmsd, dft_budget=args.dft_budget, time_budget_min=args.time_budget,
                            stop_spread_meV_per_A=args.stop_spread, init=args.init, steps=args.steps, workers=args.workers, executor=args.executor,
                            scheduler=args.scheduler, threads=args.threads, seed=args.seed)

@@ -32,6 +32,8 @@ def test_bad_smiles_are_named(smiles, message):
 def test_elements_outside_the_backbone_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r"trained on elements \[1, 6, 7, 8, 9\] only .* also has \[16\]"):
         fit("CS", tmp_path, FitSettings(level=FAST, sampler="isotropic"), cache_dir=tmp_path / "cache", progress=False)
+    with pytest.raises(ValueError, match=r"also has \[16\]"):  # the xTB route's prior started from a backbone
+        fit("CS", tmp_path, FitSettings(level=FAST, prior_init="qm9-anids"), cache_dir=tmp_path / "cache", progress=False)
 
 
 def test_samplers_keep_their_amplitude_and_shape():

@@ -157,8 +157,9 @@ def _fit(source, out: Path, settings, charge, spin, cache_dir, progress) -> FitR
     clock, calls = StageClock(), DFTCalls()
     with clock("structure"):
         molecule = source if isinstance(source, Molecule) else molecule_from_input(source, charge, spin, s.seed)
-        if s.sampler != "xtb-md":  # the fits start from the pretrained backbone, which knows its elements only
-            check_elements(read_metadata(s.init), molecule.atoms.numbers)
+        start = s.prior_init if s.sampler == "xtb-md" else s.init
+        if start is not None:  # the fits start from a pretrained backbone, which knows its elements only
+            check_elements(read_metadata(start), molecule.atoms.numbers)
         level = DFTLevel(**{**asdict(s.level or DFTLevel()), "charge": molecule.charge, "spin": molecule.spin})
         write(out / "start.xyz", molecule.atoms)
     pool, prior, xtb, starts = None, None, {}, [molecule.atoms]
@@ -235,9 +236,9 @@ def _fit(source, out: Path, settings, charge, spin, cache_dir, progress) -> FitR
 
 def _xtb_pool_and_prior(molecule: Molecule, folder: Path, s: FitSettings, clock: StageClock, progress: bool):
     """The xTB candidate pool around the molecule's conformers, and the molecule prior fitted to
-    it (from scratch, 2 MD starts per minimum and temperature, 0.5 ps equilibration)."""
+    it (from `prior_init`, 2 MD starts per minimum and temperature, 0.5 ps equilibration)."""
     prior_settings = PriorConfig(temperature_K=s.temperature_K, frames=s.pool_frames, starts=2, equilibration_steps=1000,
-                                 epochs=s.prior_epochs, n_valid=max(1, min(50, s.pool_frames // 5)))
+                                 epochs=s.prior_epochs, n_valid=max(1, min(50, s.pool_frames // 5)), init=s.prior_init)
     xtb_level = XTBLevel(method=prior_settings.method, charge=molecule.charge, spin=molecule.spin)
     with clock("xtb_sampling"):
         pool = xtb_pool(molecule.conformers[: s.conformers], prior_settings, xtb_level, s.seed, folder, progress)

@@ -30,6 +30,7 @@ class FitSettings:
     conformers: int = 3  # xtb-md: RDKit conformers tried
     pool_frames: int = 600  # xtb-md: xTB MD frames (the prior's data and the first candidates)
     prior_epochs: int = 30  # xtb-md: of the prior's fit
+    prior_init: str | None = None  # xtb-md: checkpoint the prior's fit starts from (None: from scratch)
     dft_conformers: int = 1  # xtb-md: the lowest xTB minima optimised with DFT (training data, and the validation per conformer)
     # random | farthest | committee: which candidates get DFT labels. On ethanol (2 seeds each) committee
     # selection with 3 models was no better than random with 1, at 1.6x the wall time.

@@ -23,6 +23,7 @@ from ase import Atoms
 from ase.io import read, write
 
 from .atomic import write_text_atomically
+from .checkpoint import resolve
 from .folder_lock import folder_lock
 from .reference import XTBConvergenceError, XTBLevel, xtb_calculator
 from .reference.xtb import check_xtb_structure
@@ -71,11 +72,9 @@ def prior_digest(molecules: list[Atoms], settings: PriorConfig, seed: int) -> st
 
 
 def fit_digest(settings: PriorConfig, seed: int) -> str:
-    """Names the folder of one fit on those frames; a checkpoint file given as `init` enters by
-    its content, so a retrained foundation at the same path is a new fit."""
-    init = settings.init
-    if init and Path(init).is_file():
-        init = hashlib.sha256(Path(init).read_bytes()).hexdigest()
+    """Names the folder of one fit on those frames; the checkpoint given as `init` (a file or a
+    shipped model's name) enters by its content, so a retrained foundation is a new fit."""
+    init = settings.init and hashlib.sha256(resolve(settings.init).read_bytes()).hexdigest()
     return _digest({"fit": {k: getattr(settings, k) for k in FIT_FIELDS}, "init": init, "seed": seed})
 
 
@@ -141,12 +140,14 @@ def build_prior(structures: list[Atoms], root: str | Path, settings: PriorConfig
         check_xtb_structure(atoms)  # named errors (periodic cells, elements xTB lacks) before any work
     molecules = distinct_molecules(structures)
     folder = Path(root) / f"prior-{prior_digest(molecules, s, seed)}"
+    fit_dir = folder / f"fit-{fit_digest(s, seed)}"  # before any MD: names a missing init
     folder.mkdir(parents=True, exist_ok=True)
     with folder_lock(folder, "prior"):  # two builds of one prior would run the same MD twice and race on its files
-        return _build_prior(molecules, folder, s, level, seed, progress)
+        return _build_prior(molecules, folder, fit_dir, s, level, seed, progress)
 
 
-def _build_prior(molecules: list[Atoms], folder: Path, s: PriorConfig, level: XTBLevel, seed: int, progress: bool) -> PriorReport:
+def _build_prior(molecules: list[Atoms], folder: Path, fit_dir: Path, s: PriorConfig, level: XTBLevel, seed: int,
+                 progress: bool) -> PriorReport:
     manifest_path = folder / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"xtb_wall_s": 0.0}
     frames_file = folder / "xtb_frames.extxyz"
@@ -170,7 +171,7 @@ def _build_prior(molecules: list[Atoms], folder: Path, s: PriorConfig, level: XT
         manifest.update(n_frames=len(frames), n_failed_runs=failed, formulae=[a.get_chemical_formula() for a in molecules],
                         level=asdict(level), settings=asdict(s), seed=seed)
         write_text_atomically(manifest_path, json.dumps(manifest, indent=2))
-    summary, model = fit_prior(frames_file, folder / f"fit-{fit_digest(s, seed)}", s, level, seed, progress)
+    summary, model = fit_prior(frames_file, fit_dir, s, level, seed, progress)
     manifest = json.loads(manifest_path.read_text())
     return PriorReport(model=model, frames_file=frames_file, n_frames=manifest["n_frames"],
                        n_failed_runs=manifest["n_failed_runs"], xtb_wall_s=round(manifest["xtb_wall_s"], 1),

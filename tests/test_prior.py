@@ -91,3 +91,9 @@ def test_a_prior_for_what_xtb_cannot_treat_is_refused_before_any_work(atoms, mes
     with pytest.raises(ValueError, match=message):
         build_prior([atoms], tmp_path, TINY, progress=False)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_prior_from_a_missing_checkpoint_is_refused_before_any_md(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint file 'missing.safetensors'"):
+        build_prior(read_rmd17(ETHANOL, frames=[0]), tmp_path, replace(TINY, init="missing.safetensors"), progress=False)
+    assert not list(tmp_path.iterdir())

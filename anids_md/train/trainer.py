@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..atomic import write_text_atomically
-from ..checkpoint import PRETRAINING_KIND, load_checkpoint, save_checkpoint
+from ..checkpoint import PRETRAINING_KIND, load_checkpoint, save_checkpoint, shipped_models
 from ..checkpoint import resolve as resolve_checkpoint
 from ..data import (
     collate,
@@ -27,6 +27,7 @@ from ..data import (
     read_structures,
 )
 from ..data.readers import reference_energies_file
+from ..data.shards import sha256_of
 from ..evaluation import error_metrics, evaluate, predict
 from ..nn import ForceField, ModelConfig
 from ..runtime import machine_name, resolve_device, resolve_dtype
@@ -149,6 +150,20 @@ def describe_training_data(config: TrainConfig, data: Datasets) -> dict:
     }
 
 
+def lineage(config: TrainConfig) -> dict:
+    """What a model came from: its data files and parent checkpoint, by name and sha256 (a shard
+    manifest's hash covers its shards, whose hashes it lists)."""
+    def file(path) -> dict | None:
+        return path and {"file": Path(path).name, "sha256": sha256_of(Path(path))}
+
+    parent = None
+    if config.init:
+        shipped = config.init in shipped_models()
+        parent = {"model" if shipped else "file": config.init if shipped else Path(config.init).name,
+                  "sha256": sha256_of(resolve_checkpoint(config.init))}
+    return {"train": file(config.data.train), "test": file(config.data.test), "parent": parent}
+
+
 class Trainer(TrainingLoop):
     """Supervised energy + force training, with auxiliary denoising when `config.denoise.kind` is set."""
 
@@ -187,9 +202,10 @@ class Trainer(TrainingLoop):
         self.setup_loop(config.optim, trainable, self.model, len(self.train_graphs), config.seed, config.name, config.run_dir,
                         self.device, progress)
         self.best_path = self.run_dir / "best.safetensors"
+        self.lineage = lineage(config)  # hashed once: the data files can be large
 
     def training_metadata(self) -> dict:
-        return {**describe_training_data(self.config, self.data), "config": config_to_dict(self.config)}
+        return {**describe_training_data(self.config, self.data), "config": config_to_dict(self.config), "lineage": self.lineage}
 
     def objective(self, indices, step: int, rngs) -> dict:
         o = self.config.optim

@@ -63,6 +63,8 @@ def _arm(row: dict) -> str:
     arm = f"{row['sampler']}, {row.get('frames', FitSettings.frames)} frames"
     if row.get("selection", "random") != "random" or row.get("committee", 1) > 1:
         arm += f"\n{row['selection']}, committee {row['committee']}"
+    if row.get("prior_init"):
+        arm += f"\nprior from {row['prior_init']}"
     return arm
 
 
@@ -91,6 +93,7 @@ def main() -> None:
     parser.add_argument("--test-frames", type=int, default=FitSettings.test_frames)
     parser.add_argument("--selection", default=FitSettings.selection, help="random | farthest | committee")
     parser.add_argument("--committee", type=int, default=FitSettings.committee, help="models per fit")
+    parser.add_argument("--prior-init", help="xtb-md: checkpoint the molecule prior's fit starts from (default from scratch)")
     parser.add_argument("--cache", help="DFT cache folder (default the user's)")
     parser.add_argument("--data", help="folder of the rMD17 split files (default $ANIDS_RMD17 or ../shared/data/rmd17)")
     parser.add_argument("--runs", default="runs/fit")
@@ -105,13 +108,14 @@ def main() -> None:
         for seed in args.seeds:
             settings = FitSettings(sampler=sampler, seed=seed, workers=args.workers, frames=args.frames, rounds=args.rounds,
                                    frames_per_round=args.frames_per_round, test_frames=args.test_frames, selection=args.selection,
-                                   committee=args.committee)
+                                   committee=args.committee, prior_init=args.prior_init)
             frames = "" if args.frames == FitSettings.frames else f"-f{args.frames}"
             chooser = "" if args.selection == "random" and args.committee == 1 else f"-{args.selection}{args.committee}"
-            folder = Path(args.runs) / f"{args.name}-{sampler}{frames}{chooser}-s{seed}"
+            start = f"-{Path(args.prior_init).stem}" if args.prior_init else ""
+            folder = Path(args.runs) / f"{args.name}-{sampler}{frames}{chooser}{start}-s{seed}"
             report = fit(args.smiles, folder, settings, cache_dir=args.cache)
             transfer = transfer_errors(folder / "model.safetensors", test)
-            rows.append({**asdict(report), "seed": seed, "frames": args.frames,
+            rows.append({**asdict(report), "seed": seed, "frames": args.frames, "prior_init": args.prior_init,
                          "rmd17_test_forces_mae_meV_per_A": transfer["forces_mae_meV_per_A"],
                          "rmd17_test_frames": transfer["n_structures"], "cold_cache": cold,
                          "provenance": provenance(models=[folder / "model.safetensors"], data=[test_file])})

@@ -23,7 +23,7 @@ from ase import Atoms
 from ase.io import read, write
 
 from .atomic import write_text_atomically
-from .checkpoint import resolve
+from .checkpoint import check_elements, read_metadata, resolve
 from .folder_lock import folder_lock
 from .reference import XTBConvergenceError, XTBLevel, xtb_calculator
 from .reference.xtb import check_xtb_structure
@@ -139,6 +139,11 @@ def build_prior(structures: list[Atoms], root: str | Path, settings: PriorConfig
     for atoms in structures:
         check_xtb_structure(atoms)  # named errors (periodic cells, elements xTB lacks) before any work
     molecules = distinct_molecules(structures)
+    if s.init:  # the fit from a foundation needs elements it knows: said before any MD
+        try:
+            check_elements(read_metadata(s.init), [z for atoms in molecules for z in atoms.numbers])
+        except ValueError as error:
+            raise ValueError(f"the molecule prior starts from {s.init}: {error}; prior.init=null fits it from scratch") from None
     folder = Path(root) / f"prior-{prior_digest(molecules, s, seed)}"
     fit_dir = folder / f"fit-{fit_digest(s, seed)}"  # before any MD: names a missing init
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,18 +1,17 @@
 """Does a prior pay? rmd17-50 test errors (all 1000 test frames) of the plain recipe from scratch
 (10 000 steps) against the recommended recipe rmd17-50-anids (the molecule's GFN2-xTB prior, built
 by `train` itself: xTB minimum of train frame 0, Langevin MD at 500 K from 4 starts, 1000 frames,
-a short fit; then 2000 steps on the 50 DFT frames), and its variants: from a foundation trained
-on xTB-labelled QM9 conformers without a molecule prior (`--foundation`, recipe foundation-xtb),
-the molecule prior's fit started from that foundation, and the earlier recipe (qm9-anids with
-auxiliary anisotropic denoising, 10 000 steps). Each at its recipe's full budget, one thread.
+a 30-epoch fit from the qm9-xtb foundation; then 2000 steps on the 50 DFT frames), and its
+variants: the prior fitted from scratch (60 epochs; the recommended recipe until 2026-12-02), the
+foundation alone without a molecule prior (`--foundation`, default qm9-xtb), and the earlier
+recipe (qm9-anids with auxiliary anisotropic denoising, 10 000 steps). Each at its recipe's full
+budget, one thread.
 
-    python benchmarks/priors.py --molecules ethanol aspirin --seeds 0 1 --arms scratch recommended [--workers 2]
-    python benchmarks/priors.py --molecules ethanol --arms foundation foundation-prior --foundation runs/foundation-xtb/model.safetensors
+    python benchmarks/priors.py --molecules ethanol aspirin --seeds 0 1 --arms scratch recommended foundation [--workers 2]
 
 Writes benchmarks/results/priors_rmd17-50.json and .png (rows gathered by molecule, arm and seed;
 each row carries its own provenance; a run folder that holds a summary is read, not trained
-again). The prior's cost (xTB seconds, fit seconds) is in its row.
-"""
+again). The prior's cost (xTB seconds, fit seconds) is in its row."""
 
 from __future__ import annotations
 
@@ -24,14 +23,16 @@ from pathlib import Path
 from common import RESULTS, machine, rmd17_dir, seed_bars
 from harness import provenance, train_run
 
+from anids_md.checkpoint import resolve
+from anids_md.settings import PriorConfig
+
 # arm: (recipe, overrides); {foundation} is the --foundation checkpoint
 ARMS = {
     "scratch": ("rmd17-50", ["optim.max_steps=10000"]),
     "qm9-anids": ("rmd17-50", ["optim.max_steps=10000", "init=qm9-anids", "denoise.kind=anisotropic"]),
     "recommended": ("rmd17-50-anids", []),
+    "prior-from-scratch": ("rmd17-50-anids", ["prior.init=null", "prior.epochs=60"]),
     "foundation": ("rmd17-50-anids", ["prior=null", "init={foundation}"]),
-    # from a foundation the prior's fit converges in half the epochs (docs/results.md)
-    "foundation-prior": ("rmd17-50-anids", ["prior.init={foundation}", "prior.epochs=30"]),
 }
 OUT = RESULTS / "priors_rmd17-50.json"
 
@@ -53,7 +54,7 @@ def run_arm(args, molecule: str, arm: str, seed: int) -> dict:
     summary = json.loads(summary_path.read_text())
     prior = summary.get("prior")
     models = [Path(args.runs) / name / "model.safetensors"] + ([prior["model"]] if prior else [])
-    models += [args.foundation] if arm.startswith("foundation") else []
+    models += [resolve(args.foundation)] if arm == "foundation" else [resolve(PriorConfig().init)] if arm == "recommended" else []
     return {"molecule": molecule, "arm": arm, "recipe": recipe, "overrides": extra, "seed": seed,
             "test_forces_mae_meV_per_A": summary["test"]["forces_mae_meV_per_A"], "test_energy_mae_meV": summary["test"]["energy_mae_meV"],
             "n_test_frames": summary["test"]["n_structures"], "steps": summary["steps"], "finetune_wall_s": summary["train_wall_s"],
@@ -87,11 +88,9 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--workers", type=int, default=1, help="arms run at once, one thread each")
     parser.add_argument("--runs", default="runs/priors-benchmark")
-    parser.add_argument("--foundation", help="checkpoint of the foundation (the foundation arms)")
+    parser.add_argument("--foundation", default="qm9-xtb", help="checkpoint of the foundation arm")
     parser.add_argument("--data", help="folder of the rMD17 split files (default $ANIDS_RMD17 or ../shared/data/rmd17)")
     args = parser.parse_args()
-    if any(a.startswith("foundation") for a in args.arms) and not args.foundation:
-        parser.error("the foundation arms need --foundation CHECKPOINT")
     jobs = [(m, a, s) for m in args.molecules for a in args.arms for s in args.seeds]
     with ThreadPoolExecutor(args.workers) as pool:
         new = list(pool.map(lambda job: run_arm(args, *job), jobs))

@@ -86,6 +86,7 @@ def test_train_builds_its_prior_and_starts_from_it(tmp_path):
 @pytest.mark.parametrize("atoms, message", [
     (Atoms("H2O", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]], cell=[8, 8, 8], pbc=True), "periodic"),
     (Atoms(numbers=[1, 87], positions=[[0, 0, 0], [0, 0, 2.0]]), "no parameters"),
+    (Atoms("H2S", positions=[[0, 0, 0], [1.34, 0, 0], [-0.03, 1.34, 0]]), r"starts from qm9-xtb: .* also has \[16\]; prior.init=null"),
 ])
 def test_a_prior_for_what_xtb_cannot_treat_is_refused_before_any_work(atoms, message, tmp_path):
     with pytest.raises(ValueError, match=message):

@@ -13,6 +13,11 @@ from .options import DISPERSIONS, DTYPES, ENSEMBLES, EXECUTORS, OPTIMIZERS, SAMP
 
 # --- argument types and groups shared by several subcommands ---------------------------------
 
+def _optional_checkpoint(text: str) -> str | None:
+    """A checkpoint name or path; 'none' (or 'null') for none: from scratch."""
+    return None if text.lower() in ("none", "null") else text
+
+
 def _count(text: str) -> int:
     """argparse type: a whole number of at least 1 (argparse names the option on failure)."""
     return _checked(text, int, lambda v: v >= 1, "a whole number of at least 1")
@@ -151,7 +156,7 @@ def prior_arguments(p) -> None:
     p.add_argument("--frames", type=_count, default=d.frames, help="xTB frames per molecule")
     p.add_argument("--starts", type=_count, default=d.starts, help="independent MD runs per molecule")
     p.add_argument("--epochs", type=_count, default=d.epochs, help="of the fit on the xTB frames")
-    p.add_argument("--init", default=d.init, help="checkpoint the fit starts from, 'none' for from scratch (default: %(default)s)")
+    p.add_argument("--init", type=_optional_checkpoint, default=d.init, help="checkpoint the fit starts from, 'none' for from scratch (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="MD velocities, Langevin noise and the fit")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -165,7 +170,7 @@ def cmd_prior(args) -> None:
     for path in args.structures:
         structures += read_structures(path, frames=[0], require_labels=False)
     settings = PriorConfig(method=args.method, temperature_K=args.temperature, frames=args.frames, starts=args.starts,
-                           epochs=args.epochs, init=None if args.init.lower() in ("none", "null") else args.init)
+                           epochs=args.epochs, init=args.init)
     report = build_prior(structures, args.output, settings, seed=args.seed, progress=not args.quiet)
     print(f"{report.n_frames} {args.method} frames at {args.temperature:g} K ({report.n_failed_runs} MD runs skipped), "
           f"{report.xtb_wall_s:.0f} s of xTB; fit {report.fit_wall_s:.0f} s, held-out xTB forces "
@@ -535,7 +540,8 @@ def fit_arguments(p) -> None:
     p.add_argument("--conformers", type=_count, default=d.conformers, help="xtb-md: RDKit conformers relaxed with xTB")
     p.add_argument("--pool-frames", type=_count, default=d.pool_frames, help="xtb-md: xTB MD frames (the prior's data, the first candidates)")
     p.add_argument("--prior-epochs", type=_count, default=d.prior_epochs, help="xtb-md: epochs of the molecule prior's fit")
-    p.add_argument("--prior-init", default=d.prior_init, help="xtb-md: checkpoint the prior's fit starts from (default: from scratch)")
+    p.add_argument("--prior-init", type=_optional_checkpoint, default=d.prior_init, help="xtb-md: checkpoint the prior's fit starts from, 'none' for from scratch "
+                   "(default: %(default)s; H C N O F)")
     p.add_argument("--dft-conformers", type=_count, default=d.dft_conformers, help="xtb-md: the lowest distinct xTB minima optimised "
                    "with DFT (their gradients train the model; the report gives the ML-vs-DFT RMSD of each)")
     p.add_argument("--dft-budget", type=_count, help="DFT calls for training (minimum, first frames, rounds): no round starts "

@@ -87,6 +87,10 @@ def test_help_shows_defaults_and_describes_every_argument():
             assert action.help, f"{name} {action.dest} has no help"
     assert "(default: 0.01)" in commands["optimize"].format_help()
     assert "(default: 1)" in commands["md"].format_help()  # --threads
+    # the molecule prior starts from the foundation unless told 'none'
+    assert parser.parse_args(["fit", "CCO", "-o", "x"]).prior_init == "qm9-xtb"
+    assert parser.parse_args(["fit", "CCO", "-o", "x", "--prior-init", "none"]).prior_init is None
+    assert parser.parse_args(["prior", "a.xyz", "-o", "x", "--init", "NULL"]).init is None
 
 
 def test_optimize_and_md_on_multi_frame_files(tmp_path, capsys):

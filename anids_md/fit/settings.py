@@ -30,7 +30,9 @@ class FitSettings:
     conformers: int = 3  # xtb-md: RDKit conformers tried
     pool_frames: int = 600  # xtb-md: xTB MD frames (the prior's data and the first candidates)
     prior_epochs: int = 30  # xtb-md: of the prior's fit
-    prior_init: str | None = None  # xtb-md: checkpoint the prior's fit starts from (None: from scratch)
+    # xtb-md: the checkpoint the prior's fit starts from (None: from scratch). From qm9-xtb, ethanol's
+    # held-out forces were 18.3 meV/Å and rMD17 test forces 24.7 against 23.2 and 34.5 from scratch (seed 0).
+    prior_init: str | None = "qm9-xtb"
     dft_conformers: int = 1  # xtb-md: the lowest xTB minima optimised with DFT (training data, and the validation per conformer)
     # random | farthest | committee: which candidates get DFT labels. On ethanol (2 seeds each) committee
     # selection with 3 models was no better than random with 1, at 1.6x the wall time.

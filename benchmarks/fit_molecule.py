@@ -93,12 +93,15 @@ def main() -> None:
     parser.add_argument("--test-frames", type=int, default=FitSettings.test_frames)
     parser.add_argument("--selection", default=FitSettings.selection, help="random | farthest | committee")
     parser.add_argument("--committee", type=int, default=FitSettings.committee, help="models per fit")
-    parser.add_argument("--prior-init", help="xtb-md: checkpoint the molecule prior's fit starts from (default from scratch)")
+    parser.add_argument("--prior-init", default=FitSettings.prior_init,
+                        help="xtb-md: checkpoint the molecule prior's fit starts from, 'none' for from scratch")
     parser.add_argument("--cache", help="DFT cache folder (default the user's)")
     parser.add_argument("--data", help="folder of the rMD17 split files (default $ANIDS_RMD17 or ../shared/data/rmd17)")
     parser.add_argument("--runs", default="runs/fit")
     parser.add_argument("--out", default=None, help="default benchmarks/results/fit_NAME")
     args = parser.parse_args()
+    if args.prior_init.lower() in ("none", "null"):
+        args.prior_init = None
     out = Path(args.out or RESULTS / f"fit_{args.name}")
     test_file = rmd17_dir(args.data) / f"rmd17_{args.name}_test_01.npz"
     test = read_rmd17(test_file)

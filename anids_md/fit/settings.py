@@ -31,7 +31,8 @@ class FitSettings:
     pool_frames: int = 600  # xtb-md: xTB MD frames (the prior's data and the first candidates)
     prior_epochs: int = 30  # xtb-md: of the prior's fit
     # xtb-md: the checkpoint the prior's fit starts from (None: from scratch). From qm9-xtb, ethanol's
-    # held-out forces were 18.3 meV/Å and rMD17 test forces 24.7 against 23.2 and 34.5 from scratch (seed 0).
+    # held-out forces were 18.3 and 22.5 meV/Å, rMD17 test forces 24.7 and 24.9, against 23.2 and 27.7,
+    # 34.5 and 33.7 from scratch (seeds 0 and 1).
     prior_init: str | None = "qm9-xtb"
     dft_conformers: int = 1  # xtb-md: the lowest xTB minima optimised with DFT (training data, and the validation per conformer)
     # random | farthest | committee: which candidates get DFT labels. On ethanol (2 seeds each) committee

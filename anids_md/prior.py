@@ -24,6 +24,7 @@ from ase.io import read, write
 
 from .atomic import write_text_atomically
 from .checkpoint import check_elements, read_metadata, resolve
+from .data.shards import sha256_of
 from .folder_lock import folder_lock
 from .reference import XTBConvergenceError, XTBLevel, xtb_calculator
 from .reference.xtb import check_xtb_structure
@@ -74,7 +75,7 @@ def prior_digest(molecules: list[Atoms], settings: PriorConfig, seed: int) -> st
 def fit_digest(settings: PriorConfig, seed: int) -> str:
     """Names the folder of one fit on those frames; the checkpoint given as `init` (a file or a
     shipped model's name) enters by its content, so a retrained foundation is a new fit."""
-    init = settings.init and hashlib.sha256(resolve(settings.init).read_bytes()).hexdigest()
+    init = settings.init and sha256_of(resolve(settings.init))
     return _digest({"fit": {k: getattr(settings, k) for k in FIT_FIELDS}, "init": init, "seed": seed})
 
 

@@ -4,6 +4,7 @@ place with errors that name the problem."""
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 
 import torch
@@ -82,14 +83,17 @@ def available_memory_bytes(device: torch.device) -> int | None:
     return None
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux), or what the platform says."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            return next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown CPU"
+
+
 def machine_name(device: torch.device) -> str:
     """The GPU's name, or the CPU's model and core count: a run's record of where it ran."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    cpu = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores"
+    return f"{cpu_name()}, {os.cpu_count()} cores"

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from anids_md.runtime import cpu_name
+
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_RMD17 = Path(__file__).resolve().parents[2] / "shared" / "data" / "rmd17"
 
@@ -26,14 +28,8 @@ def rmd17_dir(given: str | None = None) -> Path:
 
 
 def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     return {
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "torch": torch.__version__,

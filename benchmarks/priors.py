@@ -54,7 +54,8 @@ def run_arm(args, molecule: str, arm: str, seed: int) -> dict:
     summary = json.loads(summary_path.read_text())
     prior = summary.get("prior")
     models = [Path(args.runs) / name / "model.safetensors"] + ([prior["model"]] if prior else [])
-    models += [resolve(args.foundation)] if arm == "foundation" else [resolve(PriorConfig().init)] if arm == "recommended" else []
+    starts = {"foundation": args.foundation, "recommended": PriorConfig().init}  # the backbone each arm started from
+    models += [resolve(starts[arm])] if arm in starts else []
     return {"molecule": molecule, "arm": arm, "recipe": recipe, "overrides": extra, "seed": seed,
             "test_forces_mae_meV_per_A": summary["test"]["forces_mae_meV_per_A"], "test_energy_mae_meV": summary["test"]["energy_mae_meV"],
             "n_test_frames": summary["test"]["n_structures"], "steps": summary["steps"], "finetune_wall_s": summary["train_wall_s"],

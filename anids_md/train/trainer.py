@@ -157,10 +157,9 @@ def lineage(config: TrainConfig) -> dict:
         return path and {"file": Path(path).name, "sha256": sha256_of(Path(path))}
 
     parent = None
-    if config.init:
-        shipped = config.init in shipped_models()
-        parent = {"model" if shipped else "file": config.init if shipped else Path(config.init).name,
-                  "sha256": sha256_of(resolve_checkpoint(config.init))}
+    if config.init:  # a shipped model by its name, a file by its name alone (not this machine's path)
+        parent = {"model": config.init} if config.init in shipped_models() else {"file": Path(config.init).name}
+        parent["sha256"] = sha256_of(resolve_checkpoint(config.init))
     return {"train": file(config.data.train), "test": file(config.data.test), "parent": parent}
 
 

@@ -93,6 +93,7 @@ def main() -> None:
     parser.add_argument("--test-frames", type=int, default=FitSettings.test_frames)
     parser.add_argument("--selection", default=FitSettings.selection, help="random | farthest | committee")
     parser.add_argument("--committee", type=int, default=FitSettings.committee, help="models per fit")
+    parser.add_argument("--time-budget", type=float, help="minutes after which no round starts (FitSettings.time_budget_min)")
     parser.add_argument("--prior-init", default=FitSettings.prior_init,
                         help="xtb-md: checkpoint the molecule prior's fit starts from, 'none' for from scratch")
     parser.add_argument("--cache", help="DFT cache folder (default the user's)")
@@ -111,7 +112,8 @@ def main() -> None:
         for seed in args.seeds:
             settings = FitSettings(sampler=sampler, seed=seed, workers=args.workers, frames=args.frames, rounds=args.rounds,
                                    frames_per_round=args.frames_per_round, test_frames=args.test_frames, selection=args.selection,
-                                   committee=args.committee, prior_init=args.prior_init)
+                                   committee=args.committee, prior_init=args.prior_init,
+                                   time_budget_min=args.time_budget)
             frames = "" if args.frames == FitSettings.frames else f"-f{args.frames}"
             chooser = "" if args.selection == "random" and args.committee == 1 else f"-{args.selection}{args.committee}"
             start = f"-{Path(args.prior_init).stem}" if args.prior_init else ""

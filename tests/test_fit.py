@@ -225,10 +225,51 @@ def test_xtb_pool_drops_conformers_whose_bonding_changes_and_keeps_distinct_mini
     # the first two relax to the same minimum; the third "relaxes" into another bonding
     monkeypatch.setattr(xtb_sampling, "xtb_minimum", lambda atoms, level: broken if atoms is moved else real(water, level))
     settings = PriorConfig(frames=12, starts=1, equilibration_steps=4, interval=2, n_valid=2)
-    pool = xtb_sampling.xtb_pool([water, water.copy(), moved], settings, XTBLevel(), 0, tmp_path, progress=False)
-    assert pool.n_conformers == 3 and pool.n_bonding_changed == 1 and len(pool.minima) == 1 and len(pool.frames) == 12
-    assert all(f.get_forces().shape == (3, 3) for f in pool.frames)
-    assert xtb_sampling.same_bonding(water, pool.minima[0]) and not xtb_sampling.same_bonding(water, broken)
-    again = xtb_sampling.xtb_pool([water], settings, XTBLevel(), 0, tmp_path, progress=False)  # read back, not resampled
-    assert again.n_bonding_changed == 1 and len(again.frames) == 12
+    minima = xtb_sampling.xtb_minima([water, water.copy(), moved], XTBLevel(), tmp_path)
+    assert minima.n_conformers == 3 and minima.n_bonding_changed == 1 and len(minima.atoms) == 1
+    assert xtb_sampling.same_bonding(water, minima.atoms[0]) and not xtb_sampling.same_bonding(water, broken)
+    pool = xtb_sampling.xtb_pool(minima, settings, XTBLevel(), 0, tmp_path, progress=False)
+    assert len(pool.frames) == 12 and all(f.get_forces().shape == (3, 3) for f in pool.frames)
+    # read back, not recomputed: the minima (the DFT optimisations start there) and the frames
+    monkeypatch.setattr(xtb_sampling, "xtb_minimum", None)
+    again = xtb_sampling.xtb_pool(xtb_sampling.xtb_minima([water], XTBLevel(), tmp_path), settings, XTBLevel(), 0, tmp_path, progress=False)
+    assert len(again.frames) == 12
     np.testing.assert_allclose(again.frames[5].positions, pool.frames[5].positions)
+
+
+def test_xtb_md_fit_labels_on_the_workers_while_xtb_runs_and_the_prior_fits(tmp_path, monkeypatch):
+    """The DFT optimisation is handed to the workers before the xTB MD starts, and (random
+    selection needs no model) the first frames before the prior's fit: the slow DFT work runs
+    beside the xTB work instead of after it."""
+    from concurrent.futures import ThreadPoolExecutor
+    from contextlib import contextmanager
+
+    import anids_md.fit.pipeline as pipeline
+
+    events = []
+
+    class Recording(ThreadPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs):
+            events.append(fn.__name__)
+            return super().submit(fn, *args, **kwargs)
+
+    @contextmanager
+    def recording_pool(kind, workers, threads, scheduler):
+        with Recording(workers) as executor:
+            yield executor
+
+    def recorded(name, real):
+        def call(*args, **kwargs):
+            events.append(name)
+            return real(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(pipeline, "labelling_pool", recording_pool)
+    monkeypatch.setattr(pipeline, "xtb_pool", recorded("xtb MD", pipeline.xtb_pool))
+    monkeypatch.setattr(pipeline, "fit_prior", recorded("prior fit", pipeline.fit_prior))
+    settings = FitSettings(level=FAST, sampler="xtb-md", frames=5, pool_frames=20, prior_epochs=2, rounds=1, frames_per_round=2,
+                           test_frames=3, md_steps=40, steps=40, nve_steps=40, workers=2, temperature_K=300.0, max_rmsd_A=1.0)
+    report = fit("O", tmp_path / "water", settings, cache_dir=tmp_path / "cache", progress=False)
+    assert events[:8] == ["dft_optimize", "xtb MD"] + ["single_point"] * 5 + ["prior fit"]
+    assert report.dft_calls_per_stage["first frames"] == 5 and report.n_train_frames == 5 + 2 + report.dft_calls_per_stage["dft_minimum"]
+    assert set(report.stage_wall_s) >= {"xtb_sampling", "prior", "dft_minimum", "sampling_and_labelling", "training"}

@@ -5,7 +5,9 @@ around the DFT minimum by a displacement sampler, or (`xtb-md`) from Langevin MD
 around the molecule's distinct xTB minima, whose frames also train a molecule prior that every
 DFT fit starts from;  3. the DFT minimum, whose optimisation gradients are training data too;
 4. the candidates to label chosen by the selection (random, farthest-point in the model's
-feature space, or committee disagreement) and labelled with DFT in parallel;  5. fine-tuning
+feature space, or committee disagreement) and labelled with DFT in parallel. With `xtb-md` the
+DFT work overlaps the xTB work: the optimisations start on the workers from the xTB minima
+before the MD, and randomly chosen first frames are labelled while the prior is fitted;  5. fine-tuning
 (80/20 train/validation), one model per committee member;  6. rounds: Langevin MD with the
 current model, candidates spread over it, the chosen ones labelled, added, and the models
 refitted;  7. a last MD run with the final model gives the held-out test frames, labelled but
@@ -23,6 +25,7 @@ import json
 import logging
 import shutil
 import time
+from concurrent.futures import as_completed
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 from ase.io import read, write
+from tqdm.auto import tqdm
 
 from ..atomic import write_text_atomically
 from ..calculator import AniDSCalculator
@@ -38,7 +42,7 @@ from ..evaluation import error_metrics
 from ..folder_lock import folder_lock
 from ..prior import fit_prior
 from ..reference import DFTLevel, XTBLevel, dft_optimize
-from ..reference.labelling import label_structures, labelling_pool
+from ..reference.labelling import collect_labels, labelling_pool, submit_labels
 from ..settings import PriorConfig
 from ..simulate import optimize, run_md
 from ..train import load_config, train
@@ -48,7 +52,7 @@ from .process import termination_as_interrupt
 from .sampling import hessian_displacements, hessian_from_forces, sample_configurations
 from .selection import force_spread, largest, select_frames
 from .settings import FitSettings
-from .xtb_sampling import xtb_pool
+from .xtb_sampling import xtb_minima, xtb_pool
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +85,7 @@ class FitReport:
     n_heldout_frames: int
     xtb: dict  # xtb-md: the pool and the molecule prior
     wall_s: float
-    stage_wall_s: dict = field(default_factory=dict)
+    stage_wall_s: dict = field(default_factory=dict)  # in this process; xtb-md's DFT minimum runs on the workers beside xtb_sampling and prior
     rounds: list = field(default_factory=list)  # per fit: validation force MAE, frames
     rounds_stopped: str = ""  # why the rounds ended
 
@@ -162,24 +166,45 @@ def _fit(source, out: Path, settings, charge, spin, cache_dir, progress) -> FitR
             check_elements(read_metadata(start), molecule.atoms.numbers)
         level = DFTLevel(**{**asdict(s.level or DFTLevel()), "charge": molecule.charge, "spin": molecule.spin})
         write(out / "start.xyz", molecule.atoms)
-    pool, prior, xtb, starts = None, None, {}, [molecule.atoms]
-    if s.sampler == "xtb-md":
-        pool, prior, xtb = _xtb_pool_and_prior(molecule, out / "xtb", s, clock, progress)
-        starts = pool.minima  # xTB minima, lowest first: short DFT optimisations from there
-    with clock("dft_minimum"):
-        # xtb-md: the lowest `dft_conformers` xTB minima, each optimised with DFT; the lowest DFT minimum leads
-        optimisations = [_dft_minimum(atoms, level, cache_dir, progress, calls) for atoms in starts[: s.dft_conformers]]
-        optimisations.sort(key=lambda result: result.energy_eV)
-        dft_minima = [result.atoms for result in optimisations]
-        minimum = dft_minima[0]
-        write(out / "dft_minimum.xyz", minimum)
-        write(out / "dft_minima.extxyz", dft_minima)
     with labelling_pool(s.executor, s.workers, s.threads, s.scheduler) as executor:
-        def label(frames: list[Atoms], stage: str) -> list[Atoms]:
+        def finish(futures: dict, stage: str) -> list[Atoms]:
             with clock("sampling_and_labelling"):
-                labelled, computed, failed = label_structures(frames, level, executor, cache_dir, progress, f"DFT labels ({stage})")
+                labelled, computed, failed = collect_labels(futures, progress, f"DFT labels ({stage})")
                 calls.add(stage, len(labelled), computed, failed)
                 return labelled
+
+        def label(frames: list[Atoms], stage: str) -> list[Atoms]:
+            return finish(submit_labels(frames, level, executor, cache_dir), stage)
+
+        prior, xtb, starts, first = None, {}, [molecule.atoms], None
+        if s.sampler == "xtb-md":
+            prior_settings, xtb_level = _prior_settings(molecule, s)
+            with clock("xtb_sampling"):
+                minima = xtb_minima(molecule.conformers[: s.conformers], xtb_level, out / "xtb")
+            starts = minima.atoms  # lowest first: short DFT optimisations from there
+        # The DFT optimisations run on the workers while the xTB MD and the prior's fit run here.
+        optimising = [executor.submit(dft_optimize, atoms, level, cache_dir=cache_dir) for atoms in starts[: s.dft_conformers]]
+        if s.sampler == "xtb-md":
+            with clock("xtb_sampling"):
+                pool = xtb_pool(minima, prior_settings, xtb_level, s.seed, out / "xtb", progress)
+            candidates = [Atoms(numbers=a.numbers, positions=a.positions) for a in pool.frames]
+            if s.selection == "random":  # needs no model: labelled on the free workers while the prior is fitted
+                chosen = select_frames(candidates, min(s.frames, len(candidates)), "random", s.seed)
+                first = submit_labels([candidates[k] for k in chosen], level, executor, cache_dir)
+            with clock("prior"):
+                summary, prior = fit_prior(out / "xtb" / "pool.extxyz", out / "xtb" / "fit", prior_settings, xtb_level, s.seed, progress)
+            xtb = {"frames": len(pool.frames), "minima": len(minima.atoms), "minima_energies_eV": minima.energies_eV,
+                   "conformers_tried": minima.n_conformers, "conformers_dropped_bonding_changed": minima.n_bonding_changed,
+                   "xtb_failures": minima.n_xtb_failures + pool.n_xtb_failures, "xtb_wall_s": pool.xtb_wall_s,
+                   "prior_fit_wall_s": summary["train_wall_s"], "prior_valid_xtb_forces_mae_meV_per_A": summary["valid"]["forces_mae_meV_per_A"]}
+        with clock("dft_minimum"):  # what is left of the optimisations once the above is done
+            done = tqdm(as_completed(optimising), total=len(optimising), disable=not progress, desc=f"DFT minima ({level.label()})",
+                        unit="minimum")
+            optimisations = sorted((_dft_minimum(future.result(), calls) for future in done), key=lambda result: result.energy_eV)
+            dft_minima = [result.atoms for result in optimisations]
+            minimum = dft_minima[0]
+            write(out / "dft_minimum.xyz", minimum)
+            write(out / "dft_minima.extxyz", dft_minima)
 
         hessian = None
         if s.sampler == "normal-modes":
@@ -188,15 +213,15 @@ def _fit(source, out: Path, settings, charge, spin, cache_dir, progress) -> FitR
                 raise RuntimeError("the normal-modes sampler needs every displaced structure's forces, and some SCFs did not "
                                    "converge; choose another sampler")
             hessian = hessian_from_forces([a.get_forces() for a in displaced])
-        with clock("sampling_and_labelling"):
-            if pool is not None:
-                candidates = [Atoms(numbers=a.numbers, positions=a.positions) for a in pool.frames]
-            else:
-                candidates = sample_configurations(minimum, s.frames * s.candidates, s.sampler, s.temperature_K, s.seed, s.init, hessian)
-            features = None if s.selection == "random" else load_checkpoint(prior or s.init)[0]
-            chosen = select_frames(candidates, min(s.frames, len(candidates)), s.selection, s.seed, model=features)
+        if first is None:
+            with clock("sampling_and_labelling"):
+                if s.sampler != "xtb-md":
+                    candidates = sample_configurations(minimum, s.frames * s.candidates, s.sampler, s.temperature_K, s.seed, s.init, hessian)
+                features = None if s.selection == "random" else load_checkpoint(prior or s.init)[0]
+                chosen = select_frames(candidates, min(s.frames, len(candidates)), s.selection, s.seed, model=features)
+            first = submit_labels([candidates[k] for k in chosen], level, executor, cache_dir)
         # the optimisation's gradients are DFT data near the minimum, already paid for
-        first = label([candidates[k] for k in chosen], "first frames") + [f for result in optimisations for f in result.path_frames()]
+        first = finish(first, "first frames") + [f for result in optimisations for f in result.path_frames()]
         train_frames, heldout, model_path, fits, stopped = _active_rounds(out, minimum, first, label, s, prior, clock, calls, progress,
                                                                          executor)
     _write_frames(out / "train_frames.extxyz", train_frames)
@@ -234,25 +259,15 @@ def _fit(source, out: Path, settings, charge, spin, cache_dir, progress) -> FitR
     return report
 
 
-def _xtb_pool_and_prior(molecule: Molecule, folder: Path, s: FitSettings, clock: StageClock, progress: bool):
-    """The xTB candidate pool around the molecule's conformers, and the molecule prior fitted to
-    it (from `prior_init`, 2 MD starts per minimum and temperature, 0.5 ps equilibration)."""
-    prior_settings = PriorConfig(temperature_K=s.temperature_K, frames=s.pool_frames, starts=2, equilibration_steps=1000,
-                                 epochs=s.prior_epochs, n_valid=max(1, min(50, s.pool_frames // 5)), init=s.prior_init)
-    xtb_level = XTBLevel(method=prior_settings.method, charge=molecule.charge, spin=molecule.spin)
-    with clock("xtb_sampling"):
-        pool = xtb_pool(molecule.conformers[: s.conformers], prior_settings, xtb_level, s.seed, folder, progress)
-    with clock("prior"):
-        summary, prior = fit_prior(folder / "pool.extxyz", folder / "fit", prior_settings, xtb_level, s.seed, progress)
-    xtb = {"frames": len(pool.frames), "minima": len(pool.minima), "minima_energies_eV": pool.minima_energies_eV,
-           "conformers_tried": pool.n_conformers, "conformers_dropped_bonding_changed": pool.n_bonding_changed,
-           "xtb_failures": pool.n_xtb_failures, "xtb_wall_s": pool.xtb_wall_s, "prior_fit_wall_s": summary["train_wall_s"],
-           "prior_valid_xtb_forces_mae_meV_per_A": summary["valid"]["forces_mae_meV_per_A"]}
-    return pool, prior, xtb
+def _prior_settings(molecule: Molecule, s: FitSettings) -> tuple[PriorConfig, XTBLevel]:
+    """The molecule prior's settings in a fit (from `prior_init`, 2 MD starts per minimum and
+    temperature, 0.5 ps equilibration) and its xTB level."""
+    settings = PriorConfig(temperature_K=s.temperature_K, frames=s.pool_frames, starts=2, equilibration_steps=1000,
+                           epochs=s.prior_epochs, n_valid=max(1, min(50, s.pool_frames // 5)), init=s.prior_init)
+    return settings, XTBLevel(method=settings.method, charge=molecule.charge, spin=molecule.spin)
 
 
-def _dft_minimum(atoms: Atoms, level: DFTLevel, cache_dir, progress: bool, calls: DFTCalls):
-    minimum = dft_optimize(atoms, level, cache_dir=cache_dir, progress=progress)
+def _dft_minimum(minimum, calls: DFTCalls):
     if not minimum.converged:
         logger.warning("the DFT optimisation stopped before converging (%d steps); sampling around its last structure", minimum.steps)
     calls.add("dft_minimum", minimum.steps, 0 if minimum.cached else minimum.steps)

@@ -5,9 +5,11 @@ moves, a ring opens) is dropped and counted, and minima within 0.05 Å RMSD or 1
 one are duplicates. From each distinct minimum, Langevin MD with xTB at the temperature (the molecule
 prior's sampler, anids_md/prior.py) and a quarter of the frames at 1.5× the temperature, which
 reaches the soft modes (rotors, wagging) that a weak first model and displacements miss. The
-frames keep their xTB energies and forces: the molecule prior is fitted to them.
+frames keep their xTB energies and forces: the molecule prior is fitted to them. The minima come
+first and on their own (`xtb_minima`), so that `fit` can start its DFT optimisations from them
+while the MD runs.
 
-Everything lands in one folder; MD runs that finished are read back, so a killed fit resumes."""
+Everything lands in one folder; minima and MD runs that finished are read back, so a killed fit resumes."""
 
 from __future__ import annotations
 
@@ -37,13 +39,18 @@ HOT_SHARE = 0.25  # of the frames
 
 
 @dataclass
-class XTBPool:
-    frames: list[Atoms]  # with xTB energies and forces
-    minima: list[Atoms]  # distinct xTB minima, lowest energy first
-    minima_energies_eV: list[float]
+class XTBMinima:
+    atoms: list[Atoms]  # distinct xTB minima, lowest energy first
+    energies_eV: list[float]
     n_conformers: int  # tried
     n_bonding_changed: int  # dropped: their xTB optimisation changed the bonding
-    n_xtb_failures: int  # dropped: conformers and MD runs xTB could not finish
+    n_xtb_failures: int  # dropped: xTB could not finish their optimisation
+
+
+@dataclass
+class XTBPool:
+    frames: list[Atoms]  # with xTB energies and forces
+    n_xtb_failures: int  # MD runs xTB could not finish
     xtb_wall_s: float
 
 
@@ -51,17 +58,15 @@ def same_bonding(a: Atoms, b: Atoms) -> bool:
     return {tuple(p) for p in bonded_pairs(a)} == {tuple(p) for p in bonded_pairs(b)}
 
 
-def xtb_pool(conformers: list[Atoms], settings: PriorConfig, level: XTBLevel, seed: int, folder: Path,
-             progress: bool) -> XTBPool:
-    """`settings.frames` xTB-labelled frames from MD around the distinct xTB minima of
-    `conformers`, in `folder` (pool.extxyz, pool.json); read back when they exist."""
+def xtb_minima(conformers: list[Atoms], level: XTBLevel, folder: Path) -> XTBMinima:
+    """The distinct xTB minima of `conformers` (seconds), recorded in `folder`/minima.json and read
+    back from there, so a resumed fit starts its DFT optimisations from the same structures."""
     folder.mkdir(parents=True, exist_ok=True)
-    record, frames_file = folder / "pool.json", folder / "pool.extxyz"
-    if record.exists() and frames_file.exists():
+    record = folder / "minima.json"
+    if record.exists():
         d = json.loads(record.read_text())
-        minima = [Atoms(numbers=conformers[0].numbers, positions=np.array(p)) for p in d.pop("minima_positions")]
-        return XTBPool(frames=read(frames_file, index=":"), minima=minima, **d)
-    begin = time.perf_counter()
+        positions = d.pop("positions")
+        return XTBMinima(atoms=[Atoms(numbers=conformers[0].numbers, positions=np.array(p)) for p in positions], **d)
     minima, energies, changed, failures = [], [], 0, 0
     for conformer in conformers:
         try:
@@ -81,11 +86,25 @@ def xtb_pool(conformers: list[Atoms], settings: PriorConfig, level: XTBLevel, se
         raise RuntimeError(f"none of {len(conformers)} conformers kept its bonding through an xTB optimisation "
                            f"({changed} changed, {failures} xTB failures): xTB cannot sample this molecule")
     order = np.argsort(energies, kind="stable")
-    minima, energies = [minima[k] for k in order], [float(energies[k]) for k in order]
-    hot = max(1, round(HOT_SHARE * settings.frames / len(minima)))
-    warm = max(1, -(-settings.frames // len(minima)) - hot)
-    frames = []
-    for k, minimum in enumerate(minima):
+    result = XTBMinima([minima[k] for k in order], [float(energies[k]) for k in order], len(conformers), changed, failures)
+    write_text_atomically(record, json.dumps({"positions": [m.positions.tolist() for m in result.atoms], "energies_eV": result.energies_eV,
+                                              "n_conformers": result.n_conformers, "n_bonding_changed": changed,
+                                              "n_xtb_failures": failures}, indent=2))
+    return result
+
+
+def xtb_pool(minima: XTBMinima, settings: PriorConfig, level: XTBLevel, seed: int, folder: Path, progress: bool) -> XTBPool:
+    """`settings.frames` xTB-labelled frames from MD around the distinct `minima`, in `folder`
+    (pool.extxyz, pool.json); read back when they exist."""
+    record, frames_file = folder / "pool.json", folder / "pool.extxyz"
+    if record.exists() and frames_file.exists():
+        d = json.loads(record.read_text())
+        return XTBPool(frames=read(frames_file, index=":"), n_xtb_failures=d["n_xtb_failures"], xtb_wall_s=d["xtb_wall_s"])
+    begin = time.perf_counter()
+    hot = max(1, round(HOT_SHARE * settings.frames / len(minima.atoms)))
+    warm = max(1, -(-settings.frames // len(minima.atoms)) - hot)
+    frames, failures = [], 0
+    for k, minimum in enumerate(minima.atoms):
         for tag, count, temperature in ((f"minimum{k}", warm, settings.temperature_K),
                                          (f"minimum{k}_hot", hot, HOT_FACTOR * settings.temperature_K)):
             sampled, failed, _ = sample_with_xtb(minimum, settings, level, seed + 10 * k, folder, tag, progress, count, temperature)
@@ -93,10 +112,7 @@ def xtb_pool(conformers: list[Atoms], settings: PriorConfig, level: XTBLevel, se
             failures += failed
     if len(frames) <= settings.n_valid:
         raise RuntimeError(f"only {len(frames)} xTB frames were made ({failures} failures); the prior needs more than {settings.n_valid}")
-    frames = frames[: settings.frames]
-    write(frames_file, frames, format="extxyz")
-    pool = XTBPool(frames, minima, energies, len(conformers), changed, failures, round(time.perf_counter() - begin, 1))
-    d = {name: getattr(pool, name) for name in ("minima_energies_eV", "n_conformers", "n_bonding_changed", "n_xtb_failures", "xtb_wall_s")}
-    write_text_atomically(record, json.dumps({**d, "minima_positions": [m.positions.tolist() for m in minima]}, indent=2))
+    pool = XTBPool(frames[: settings.frames], failures, round(time.perf_counter() - begin, 1))
+    write(frames_file, pool.frames, format="extxyz")
+    write_text_atomically(record, json.dumps({"n_xtb_failures": failures, "xtb_wall_s": pool.xtb_wall_s}, indent=2))
     return pool
-

@@ -101,14 +101,19 @@ class DaskExecutor(Executor):
         self.client.close()
 
 
-def label_structures(frames: list[Atoms], level: Level, executor: Executor, cache_dir: str | Path | None = None,
-                     progress: bool = True, desc: str = "DFT labels") -> tuple[list[Atoms], int, int]:
-    """The frames with their reference energy and forces attached (SinglePointCalculator, eV and
-    eV/Å), in the given order, how many were computed rather than found in the cache, and how many
-    were left out because their SCF did not converge (never labelled with a wrong number)."""
-    futures = {executor.submit(single_point, Atoms(numbers=a.numbers, positions=a.positions), level, cache_dir): k
-               for k, a in enumerate(frames)}
-    labelled: list[Atoms | None] = [None] * len(frames)
+def submit_labels(frames: list[Atoms], level: Level, executor: Executor, cache_dir: str | Path | None = None) -> dict:
+    """Start labelling `frames` on the executor; `collect_labels` waits for them. Other work can
+    run in between (fit fits its molecule prior while the first frames are labelled)."""
+    return {executor.submit(single_point, Atoms(numbers=a.numbers, positions=a.positions), level, cache_dir): k
+            for k, a in enumerate(frames)}
+
+
+def collect_labels(futures: dict, progress: bool = True, desc: str = "DFT labels") -> tuple[list[Atoms], int, int]:
+    """The frames of `submit_labels` with their reference energy and forces attached
+    (SinglePointCalculator, eV and eV/Å), in the given order, how many were computed rather than
+    found in the cache, and how many were left out because their SCF did not converge (never
+    labelled with a wrong number)."""
+    labelled: list[Atoms | None] = [None] * len(futures)
     computed = failed = 0
     try:
         for future in tqdm(as_completed(futures), total=len(futures), disable=not progress, desc=desc, unit="frame"):
@@ -127,3 +132,9 @@ def label_structures(frames: list[Atoms], level: Level, executor: Executor, cach
             future.cancel()
         raise
     return [a for a in labelled if a is not None], computed, failed
+
+
+def label_structures(frames: list[Atoms], level: Level, executor: Executor, cache_dir: str | Path | None = None,
+                     progress: bool = True, desc: str = "DFT labels") -> tuple[list[Atoms], int, int]:
+    """`frames` labelled on the executor: `collect_labels` of `submit_labels`."""
+    return collect_labels(submit_labels(frames, level, executor, cache_dir), progress, desc)

@@ -4,8 +4,11 @@ by `train` itself: xTB minimum of train frame 0, Langevin MD at 500 K from 4 sta
 a 30-epoch fit from the qm9-xtb foundation; then 2000 steps on the 50 DFT frames), and its
 variants: the prior fitted from scratch (60 epochs; the recommended recipe until 2026-12-02), the
 foundation alone without a molecule prior (`--foundation`, default qm9-xtb), and the earlier
-recipe (qm9-anids with auxiliary anisotropic denoising, 10 000 steps). Each at its recipe's full
-budget, one thread.
+recipe (qm9-anids with auxiliary anisotropic denoising, 10 000 steps); and the ablation of
+auxiliary denoising on top of the prior or the foundation (`prior-denoise*`, `foundation-denoise*`:
+anisotropic noise from qm9-anids's generator, frozen or trained jointly, or fixed noise). Each at its recipe's full
+budget, one thread. The plot marks MACE small trained on the same 50 frames with its own rMD17
+recipe (600 epochs; `vs_mace.json`, with its wall time per run).
 
     python benchmarks/priors.py --molecules ethanol aspirin --seeds 0 1 --arms scratch recommended foundation [--workers 2]
 
@@ -33,8 +36,28 @@ ARMS = {
     "recommended": ("rmd17-50-anids", []),
     "prior-from-scratch": ("rmd17-50-anids", ["prior.init=null", "prior.epochs=60"]),
     "foundation": ("rmd17-50-anids", ["prior=null", "init={foundation}"]),
+    # the ablation: auxiliary denoising added to the recommended recipe and to the foundation arm,
+    # anisotropic with qm9-anids's generator (frozen, or trained with the model as AniDS eq. 27)
+    # or fixed isotropic noise; qm9-xtb keeps no generator of its own
+    "prior-denoise": ("rmd17-50-anids", ["denoise.kind=anisotropic", "denoise.generator=qm9-anids"]),
+    "prior-denoise-joint": ("rmd17-50-anids", ["denoise.kind=anisotropic", "denoise.generator=qm9-anids", "denoise.train_generator=true"]),
+    "prior-denoise-fixed": ("rmd17-50-anids", ["denoise.kind=fixed"]),
+    "foundation-denoise": ("rmd17-50-anids", ["prior=null", "init={foundation}", "denoise.kind=anisotropic", "denoise.generator=qm9-anids"]),
+    "foundation-denoise-joint": ("rmd17-50-anids", ["prior=null", "init={foundation}", "denoise.kind=anisotropic",
+                                                    "denoise.generator=qm9-anids", "denoise.train_generator=true"]),
+    "foundation-denoise-fixed": ("rmd17-50-anids", ["prior=null", "init={foundation}", "denoise.kind=fixed"]),
 }
 OUT = RESULTS / "priors_rmd17-50.json"
+
+
+def pretrained_starts(recipe: str, overrides: list[str]) -> list[str]:
+    """The pretrained checkpoints an arm starts from: its init, its noise generator, and the
+    checkpoint its molecule prior is fitted from."""
+    setting = dict(o.split("=", 1) for o in overrides)
+    starts = [setting[key] for key in ("init", "denoise.generator") if key in setting]
+    if recipe == "rmd17-50-anids" and setting.get("prior") != "null" and setting.get("prior.init", PriorConfig().init) != "null":
+        starts.append(setting.get("prior.init", PriorConfig().init))
+    return starts
 
 
 def run_arm(args, molecule: str, arm: str, seed: int) -> dict:
@@ -54,8 +77,7 @@ def run_arm(args, molecule: str, arm: str, seed: int) -> dict:
     summary = json.loads(summary_path.read_text())
     prior = summary.get("prior")
     models = [Path(args.runs) / name / "model.safetensors"] + ([prior["model"]] if prior else [])
-    starts = {"foundation": args.foundation, "recommended": PriorConfig().init}  # the backbone each arm started from
-    models += [resolve(starts[arm])] if arm in starts else []
+    models += [resolve(start) for start in pretrained_starts(recipe, extra)]
     return {"molecule": molecule, "arm": arm, "recipe": recipe, "overrides": extra, "seed": seed,
             "test_forces_mae_meV_per_A": summary["test"]["forces_mae_meV_per_A"], "test_energy_mae_meV": summary["test"]["energy_mae_meV"],
             "n_test_frames": summary["test"]["n_structures"], "steps": summary["steps"], "finetune_wall_s": summary["train_wall_s"],
@@ -70,12 +92,18 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     molecules = sorted({r["molecule"] for r in rows})
+    mace = {m["molecule"]: {"test_forces_mae_meV_per_A": m["forces_mae_meV_per_A"], "test_energy_mae_meV": m["energy_mae_meV"],
+                            "wall_s": m["wall_s"]}
+            for m in json.loads((RESULTS / "vs_mace.json").read_text())["summary"] if m["code"] == "MACE small"}
     fig, axes = plt.subplots(2, len(molecules), figsize=(3.2 * len(molecules), 6.4), squeeze=False)
     for k, molecule in enumerate(molecules):
         for ax, key, label in ((axes[0][k], "test_forces_mae_meV_per_A", "test force MAE (meV/Å)"),
                                (axes[1][k], "test_energy_mae_meV", "test energy MAE (meV)")):
             groups = [(arm, [r[key] for r in rows if r["molecule"] == molecule and r["arm"] == arm]) for arm in ARMS]
             seed_bars(ax, [(a, v) for a, v in groups if v], label)
+            if molecule in mace:  # MACE small's own rMD17 recipe on the same frames, this machine
+                ax.axhline(mace[molecule][key], color="k", ls="--", lw=1, label=f"MACE small, {mace[molecule]['wall_s']:.0f} s")
+                ax.legend(fontsize=7)
         axes[0][k].set_title(f"{molecule}, rmd17-50")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

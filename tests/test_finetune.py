@@ -6,7 +6,7 @@ import torch
 from e3nn import o3
 from scipy.spatial.transform import Rotation
 
-from anids_md.checkpoint import HEAD_PREFIX, load_checkpoint, load_denoising_head, load_generator
+from anids_md.checkpoint import HEAD_PREFIX, CheckpointError, load_checkpoint, load_denoising_head, load_generator
 from anids_md.cli import main
 from anids_md.data import collate, graph_from_atoms
 from anids_md.noise import ForceEncoding, NoiseConfig, structure_covariances
@@ -173,6 +173,19 @@ def test_train_command_fine_tunes_with_each_objective(tmp_path, frames_file, pre
         _, metadata = load_checkpoint(tmp_path / noise / "model.safetensors")
         assert metadata["results"]["denoise"] == noise and metadata["results"]["init"] == init
     assert "noise_scale_A" in load_checkpoint(tmp_path / "anisotropic" / "model.safetensors")[1]["results"]
+    # A generator trained with the model stays in its checkpoint (moved from the start's), so the
+    # next fine-tune from it denoises with that generator; a frozen one is not copied.
+    main(["--debug", "train", "--config", "rmd17-50", "--quiet", "name=joint", f"init={init}", "denoise.kind=anisotropic",
+          "denoise.train_generator=true", *common])
+    trained, noise = load_generator(tmp_path / "joint" / "model.safetensors")
+    start, _ = load_generator(init)
+    moved = max(float((a - b).abs().max()) for a, b in zip(trained.state_dict().values(), start.state_dict().values()))
+    assert noise["kind"] == "anisotropic" and moved > 1e-6
+    with pytest.raises(CheckpointError, match="holds no noise generator"):
+        load_generator(tmp_path / "anisotropic" / "model.safetensors")
+    main(["--debug", "train", "--config", "rmd17-50", "--quiet", "name=next", f"init={tmp_path / 'joint' / 'model.safetensors'}",
+          "denoise.kind=anisotropic", *common])
+    assert load_checkpoint(tmp_path / "next" / "model.safetensors")[1]["results"]["denoise"] == "anisotropic"
     with pytest.raises(ValueError, match="pretrained with 'anisotropic' noise, not 'isotropic'"):
         main(["--debug", "train", "--config", "rmd17-50", "--quiet", "name=x", f"init={init}", "denoise.kind=isotropic", *common])
     with pytest.raises(ValueError, match="needs a pretrained generator"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import torch
 from torch import nn
 
 from ..atomic import write_text_atomically
-from ..checkpoint import PRETRAINING_KIND, load_checkpoint, save_checkpoint, shipped_models
+from ..checkpoint import PRETRAINING_KIND, load_checkpoint, load_generator, read_metadata, save_checkpoint, shipped_models
 from ..checkpoint import resolve as resolve_checkpoint
 from ..data import (
     collate,
@@ -224,7 +225,14 @@ class Trainer(TrainingLoop):
         return metrics
 
     def save_best(self, valid: dict) -> None:
-        save_checkpoint(self.ema.model, self.best_path, training=self.training_metadata())
+        save_checkpoint(self.ema.model, self.best_path, training=self.training_metadata(), **self._trained_generator())
+
+    def _trained_generator(self) -> dict:
+        """The noise generator trained with the model (denoise.train_generator) and its noise
+        settings, kept in the checkpoint: a later fine-tune from it denoises with that generator
+        (denoise.generator defaults to init). The force field itself never reads it."""
+        learned = self.denoising.learned if self.denoising is not None else None
+        return {} if learned is None else {"generator": learned.generator, "noise": dataclasses.asdict(learned.config)}
 
     def finish(self) -> dict:
         """Evaluate the best (EMA, validation-selected) weights on the test file and write the
@@ -253,7 +261,11 @@ class Trainer(TrainingLoop):
                                   forces_unit=d.forces_unit)
             summary["test_file"] = str(self.config.data.test)
             summary["test"] = evaluate(model, test)
-        save_checkpoint(model, self.run_dir / "model.safetensors", training=self.training_metadata(), extra={"results": summary})
+        generator = {}
+        if "generator" in read_metadata(self.best_path):  # trained with the model: kept as it was at the best weights
+            trained, noise = load_generator(self.best_path, device=self.device)
+            generator = {"generator": trained, "noise": noise}
+        save_checkpoint(model, self.run_dir / "model.safetensors", training=self.training_metadata(), extra={"results": summary}, **generator)
         write_text_atomically(self.run_dir / "summary.json", json.dumps(summary, indent=2))
         plot_learning_curve(self.run_dir / "log.csv", self.run_dir / "learning_curve.png")
         return summary

@@ -95,16 +95,22 @@ def plot(rows: list[dict], path: Path) -> None:
     mace = {m["molecule"]: {"test_forces_mae_meV_per_A": m["forces_mae_meV_per_A"], "test_energy_mae_meV": m["energy_mae_meV"],
                             "wall_s": m["wall_s"]}
             for m in json.loads((RESULTS / "vs_mace.json").read_text())["summary"] if m["code"] == "MACE small"}
-    fig, axes = plt.subplots(2, len(molecules), figsize=(3.2 * len(molecules), 6.4), squeeze=False)
-    for k, molecule in enumerate(molecules):
-        for ax, key, label in ((axes[0][k], "test_forces_mae_meV_per_A", "test force MAE (meV/Å)"),
-                               (axes[1][k], "test_energy_mae_meV", "test energy MAE (meV)")):
+    columns = min(4, len(molecules))  # four molecules a row: forces above, energies below
+    blocks = -(-len(molecules) // columns)
+    fig, axes = plt.subplots(2 * blocks, columns, figsize=(4.2 * columns, 3.6 * 2 * blocks), squeeze=False)
+    for n in range(len(molecules), blocks * columns):  # the last block's empty places
+        axes[2 * (n // columns)][n % columns].set_visible(False)
+        axes[2 * (n // columns) + 1][n % columns].set_visible(False)
+    for n, molecule in enumerate(molecules):
+        row, k = 2 * (n // columns), n % columns
+        for ax, key, label in ((axes[row][k], "test_forces_mae_meV_per_A", "test force MAE (meV/Å)"),
+                               (axes[row + 1][k], "test_energy_mae_meV", "test energy MAE (meV)")):
             groups = [(arm, [r[key] for r in rows if r["molecule"] == molecule and r["arm"] == arm]) for arm in ARMS]
             seed_bars(ax, [(a, v) for a, v in groups if v], label)
             if molecule in mace:  # MACE small's own rMD17 recipe on the same frames, this machine
                 ax.axhline(mace[molecule][key], color="k", ls="--", lw=1, label=f"MACE small, {mace[molecule]['wall_s']:.0f} s")
                 ax.legend(fontsize=7)
-        axes[0][k].set_title(f"{molecule}, rmd17-50")
+        axes[row][k].set_title(f"{molecule}, rmd17-50")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -52,7 +52,8 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
                yerr=[np.std(v, ddof=1) if len(v) > 1 else 0 for v in values], capsize=3, label="held out (fit's own MD)" if k == 0 else "rMD17 test frames")
     calls = [max(r["n_dft_calls"] for r in rows if _arm(r) == s) for s in samplers]
     ax.set_xticks(range(len(samplers)), [f"{s}\n{c} DFT calls" for s, c in zip(samplers, calls)])
-    ax.set(ylabel="force MAE (meV/Å)", title=title)
+    ax.set_ylabel("force MAE (meV/Å)")
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -27,7 +27,7 @@ from common import RESULTS, machine, rmd17_dir, seed_bars
 from harness import provenance, train_run
 
 from anids_md.checkpoint import resolve
-from anids_md.settings import PriorConfig
+from anids_md.train import load_config
 
 # arm: (recipe, overrides); {foundation} is the --foundation checkpoint
 ARMS = {
@@ -51,13 +51,10 @@ OUT = RESULTS / "priors_rmd17-50.json"
 
 
 def pretrained_starts(recipe: str, overrides: list[str]) -> list[str]:
-    """The pretrained checkpoints an arm starts from: its init, its noise generator, and the
-    checkpoint its molecule prior is fitted from."""
-    setting = dict(o.split("=", 1) for o in overrides)
-    starts = [setting[key] for key in ("init", "denoise.generator") if key in setting]
-    if recipe == "rmd17-50-anids" and setting.get("prior") != "null" and setting.get("prior.init", PriorConfig().init) != "null":
-        starts.append(setting.get("prior.init", PriorConfig().init))
-    return starts
+    """The pretrained checkpoints an arm starts from, as its recipe resolves them: its init, its
+    noise generator, and the checkpoint its molecule prior is fitted from."""
+    config = load_config(recipe, overrides)
+    return [start for start in (config.init, config.denoise.generator, config.prior and config.prior.init) if start]
 
 
 def run_arm(args, molecule: str, arm: str, seed: int) -> dict:

@@ -176,7 +176,7 @@ def _fit(source, out: Path, settings, charge, spin, cache_dir, progress) -> FitR
         def label(frames: list[Atoms], stage: str) -> list[Atoms]:
             return finish(submit_labels(frames, level, executor, cache_dir), stage)
 
-        prior, xtb, starts, first = None, {}, [molecule.atoms], None
+        prior, xtb, starts, first_labels = None, {}, [molecule.atoms], None
         if s.sampler == "xtb-md":
             prior_settings, xtb_level = _prior_settings(molecule, s)
             with clock("xtb_sampling"):
@@ -190,7 +190,7 @@ def _fit(source, out: Path, settings, charge, spin, cache_dir, progress) -> FitR
             candidates = [Atoms(numbers=a.numbers, positions=a.positions) for a in pool.frames]
             if s.selection == "random":  # needs no model: labelled on the free workers while the prior is fitted
                 chosen = select_frames(candidates, min(s.frames, len(candidates)), "random", s.seed)
-                first = submit_labels([candidates[k] for k in chosen], level, executor, cache_dir)
+                first_labels = submit_labels([candidates[k] for k in chosen], level, executor, cache_dir)
             with clock("prior"):
                 summary, prior = fit_prior(out / "xtb" / "pool.extxyz", out / "xtb" / "fit", prior_settings, xtb_level, s.seed, progress)
             xtb = {"frames": len(pool.frames), "minima": len(minima.atoms), "minima_energies_eV": minima.energies_eV,
@@ -200,7 +200,7 @@ def _fit(source, out: Path, settings, charge, spin, cache_dir, progress) -> FitR
         with clock("dft_minimum"):  # what is left of the optimisations once the above is done
             done = tqdm(as_completed(optimising), total=len(optimising), disable=not progress, desc=f"DFT minima ({level.label()})",
                         unit="minimum")
-            optimisations = sorted((_dft_minimum(future.result(), calls) for future in done), key=lambda result: result.energy_eV)
+            optimisations = sorted((_counted_minimum(future.result(), calls) for future in done), key=lambda result: result.energy_eV)
             dft_minima = [result.atoms for result in optimisations]
             minimum = dft_minima[0]
             write(out / "dft_minimum.xyz", minimum)
@@ -213,15 +213,15 @@ def _fit(source, out: Path, settings, charge, spin, cache_dir, progress) -> FitR
                 raise RuntimeError("the normal-modes sampler needs every displaced structure's forces, and some SCFs did not "
                                    "converge; choose another sampler")
             hessian = hessian_from_forces([a.get_forces() for a in displaced])
-        if first is None:
+        if first_labels is None:
             with clock("sampling_and_labelling"):
                 if s.sampler != "xtb-md":
                     candidates = sample_configurations(minimum, s.frames * s.candidates, s.sampler, s.temperature_K, s.seed, s.init, hessian)
                 features = None if s.selection == "random" else load_checkpoint(prior or s.init)[0]
                 chosen = select_frames(candidates, min(s.frames, len(candidates)), s.selection, s.seed, model=features)
-            first = submit_labels([candidates[k] for k in chosen], level, executor, cache_dir)
+            first_labels = submit_labels([candidates[k] for k in chosen], level, executor, cache_dir)
         # the optimisation's gradients are DFT data near the minimum, already paid for
-        first = finish(first, "first frames") + [f for result in optimisations for f in result.path_frames()]
+        first = finish(first_labels, "first frames") + [f for result in optimisations for f in result.path_frames()]
         train_frames, heldout, model_path, fits, stopped = _active_rounds(out, minimum, first, label, s, prior, clock, calls, progress,
                                                                          executor)
     _write_frames(out / "train_frames.extxyz", train_frames)
@@ -267,7 +267,8 @@ def _prior_settings(molecule: Molecule, s: FitSettings) -> tuple[PriorConfig, XT
     return settings, XTBLevel(method=settings.method, charge=molecule.charge, spin=molecule.spin)
 
 
-def _dft_minimum(minimum, calls: DFTCalls):
+def _counted_minimum(minimum, calls: DFTCalls):
+    """A finished DFT optimisation, its gradients counted (a warning if it did not converge)."""
     if not minimum.converged:
         logger.warning("the DFT optimisation stopped before converging (%d steps); sampling around its last structure", minimum.steps)
     calls.add("dft_minimum", minimum.steps, 0 if minimum.cached else minimum.steps)

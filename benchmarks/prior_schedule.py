@@ -1,9 +1,9 @@
-"""How long, and with which energy weight, should a fine-tune that starts from a molecule prior
-train? rmd17-50 (50 PBE frames, validation on 50 more, test on all 1000 test frames), the plain
-recipe started from a given prior checkpoint, for each (steps, energy weight) of the grid; the
-forces weight stays 100. One seed, one thread per run.
+"""How long, with which energy weight and at which learning rate should a fine-tune that starts
+from a molecule prior train? rmd17-50 (50 PBE frames, validation on 50 more, test on all 1000 test
+frames), the plain recipe started from a given prior checkpoint, for each (steps, energy weight,
+peak learning rate) of the grid; the forces weight stays 100. One seed, one thread per run.
 
-    python benchmarks/prior_schedule.py --molecule ethanol --prior PRIOR/fit/model.safetensors --grid 1000:1 2000:1 2000:10
+    python benchmarks/prior_schedule.py --molecule ethanol --prior PRIOR/fit/model.safetensors --grid 1000:1 2000:1 2000:3:1e-3
 
 Writes benchmarks/results/prior_schedule_rmd17-50.json and .png (rows gathered by molecule,
 steps and energy weight; a run folder that holds a summary is read, not trained again).
@@ -18,22 +18,26 @@ from pathlib import Path
 from common import RESULTS, machine, rmd17_dir
 from harness import provenance, train_run
 
+from anids_md.train.config import OptimConfig
+
 OUT = RESULTS / "prior_schedule_rmd17-50.json"
+LR = OptimConfig.lr  # the plain recipe's peak learning rate
 
 
-def run(args, steps: int, energy_weight: float) -> dict:
+def run(args, steps: int, energy_weight: float, lr: float) -> dict:
     data = rmd17_dir(args.data)
     files = [data / f"rmd17_{args.molecule}_train_01.npz", data / f"rmd17_{args.molecule}_test_01.npz"]
-    name = f"{args.molecule}-s{steps}" + ("" if energy_weight == 1 else f"e{energy_weight:g}")
+    name = f"{args.molecule}-s{steps}" + ("" if energy_weight == 1 else f"e{energy_weight:g}") + ("" if lr == LR else f"lr{lr:g}")
     summary_path = Path(args.runs) / name / "summary.json"
     if not summary_path.exists():
         status, _, output = train_run([f"name={name}", f"output_dir={args.runs}", "seed=0", f"data.train={files[0]}",
                                        f"data.test={files[1]}", f"init={args.prior}", "device=cpu", f"optim.max_steps={steps}",
-                                       f"optim.patience={steps}", f"optim.energy_weight={energy_weight}"])
+                                       f"optim.patience={steps}", f"optim.energy_weight={energy_weight}",
+                                       f"optim.lr={lr}"])
         if status != 0:
             raise RuntimeError(f"{name} failed:\n{output}")
     summary = json.loads(summary_path.read_text())
-    return {"molecule": args.molecule, "steps": steps, "energy_weight": energy_weight, "best_epoch": summary["best_epoch"],
+    return {"molecule": args.molecule, "steps": steps, "energy_weight": energy_weight, "lr": lr, "best_epoch": summary["best_epoch"],
             "test_forces_mae_meV_per_A": summary["test"]["forces_mae_meV_per_A"], "test_energy_mae_meV": summary["test"]["energy_mae_meV"],
             "finetune_wall_s": summary["train_wall_s"],
             "provenance": provenance(models=[Path(args.runs) / name / "model.safetensors", args.prior], data=files)}
@@ -51,11 +55,11 @@ def plot(rows: list[dict], path: Path) -> None:
         mine = [r for r in rows if r["molecule"] == molecule]
         for r in mine:
             ax.scatter(r["test_energy_mae_meV"], r["test_forces_mae_meV_per_A"], color=f"C{sorted({m['steps'] for m in mine}).index(r['steps'])}")
-            ax.annotate(f"{r['steps']}, E×{r['energy_weight']:g}", (r["test_energy_mae_meV"], r["test_forces_mae_meV_per_A"]), fontsize=7,
+            ax.annotate(f"{r['steps']}, E×{r['energy_weight']:g}" + ("" if r.get("lr", LR) == LR else f", lr {r['lr']:g}"), (r["test_energy_mae_meV"], r["test_forces_mae_meV_per_A"]), fontsize=7,
                         xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel("test energy MAE (meV)")
         ax.set_ylabel("test force MAE (meV/Å)")
-        ax.set_title(f"{molecule}: steps, energy weight")
+        ax.set_title(f"{molecule}: steps, energy weight, lr")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -65,20 +69,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--molecule", required=True)
     parser.add_argument("--prior", required=True, help="the molecule prior's checkpoint (anids-md prior ... -o DIR: DIR/prior-*/fit/model.safetensors)")
-    parser.add_argument("--grid", nargs="+", default=["1000:1", "2000:1", "3000:1", "2000:10"], help="STEPS:ENERGY_WEIGHT pairs")
+    parser.add_argument("--grid", nargs="+", default=["1000:1", "2000:1", "3000:1", "2000:10"],
+                        help=f"STEPS:ENERGY_WEIGHT[:LR] (LR default {LR:g})")
     parser.add_argument("--runs", default="runs/prior-schedule")
+    parser.add_argument("--out", default=str(OUT), help="results JSON (a grid on other priors belongs in a file of its own)")
     parser.add_argument("--data", help="folder of the rMD17 split files (default $ANIDS_RMD17 or ../shared/data/rmd17)")
     args = parser.parse_args()
-    grid = [(int(s), float(w)) for s, w in (item.split(":") for item in args.grid)]
-    new = [run(args, steps, weight) for steps, weight in grid]
-    old = json.loads(OUT.read_text())["rows"] if OUT.exists() else []
-    done = {(r["molecule"], r["steps"], r["energy_weight"]) for r in new}
-    rows = sorted([r for r in old if (r["molecule"], r["steps"], r["energy_weight"]) not in done] + new,
-                  key=lambda r: (r["molecule"], r["steps"], r["energy_weight"]))
-    OUT.write_text(json.dumps({"machine": machine(), "protocol": __doc__.split("\n\n")[0].replace("\n", " "), "rows": rows}, indent=1))
-    plot(rows, OUT.with_suffix(".png"))
+    grid = [(int(s), float(w), float(lr[0]) if lr else LR) for s, w, *lr in (item.split(":") for item in args.grid)]
+    new = [run(args, *point) for point in grid]
+    out = Path(args.out)
+    old = json.loads(out.read_text())["rows"] if out.exists() else []
+
+    def key(r):
+        return r["molecule"], r["steps"], r["energy_weight"], r.get("lr", LR)  # rows before the lr column ran at LR
+
+    done = {key(r) for r in new}
+    rows = sorted([r for r in old if key(r) not in done] + new, key=key)
+    out.write_text(json.dumps({"machine": machine(), "protocol": __doc__.split("\n\n")[0].replace("\n", " "), "rows": rows}, indent=1))
+    plot(rows, out.with_suffix(".png"))
     for r in new:
-        print(r["molecule"], r["steps"], r["energy_weight"], f"forces {r['test_forces_mae_meV_per_A']:.1f} meV/Å, "
+        print(r["molecule"], r["steps"], r["energy_weight"], r["lr"], f"forces {r['test_forces_mae_meV_per_A']:.1f} meV/Å, "
               f"energy {r['test_energy_mae_meV']:.1f} meV")
 
 

@@ -375,22 +375,23 @@ def _settings_dict(s: FitSettings, level: DFTLevel) -> dict:
 def _fit_models(out: Path, index: int, frames: list[Atoms], s: FitSettings, prior: Path | None, progress: bool, fits: list,
                 executor) -> Path:
     """Fine-tune `s.committee` models (seeds seed, seed+1, ...) on `frames` (80/20 split): from
-    the molecule prior as the recommended few-label recipe does (energy weight 3, no denoising),
-    or from the pretrained backbone with auxiliary anisotropic denoising. Several models train in
+    the molecule prior with the recommended few-label recipe's optimiser (rmd17-50-anids: energy
+    weight, learning rate, no denoising), or from the pretrained backbone with auxiliary
+    anisotropic denoising. Several models train in
     parallel on the labelling workers and are returned as one committee file. Run folders are named
     by a digest of the frames and settings: the same fit started again resumes (or reuses) them,
     other frames or settings never do."""
     data = out / f"fit{index}_frames.extxyz"
     _write_frames(data, frames)
     n_valid = max(1, round(0.2 * len(frames)))
-    start = ([f"init={prior}", "denoise.kind=none", "optim.energy_weight=3.0"] if prior is not None
-             else [f"init={s.init}", "denoise.kind=anisotropic"])
+    recipe_name, start = (("rmd17-50-anids", [f"init={prior}", "prior=null"]) if prior is not None
+                          else ("rmd17-50", [f"init={s.init}", "denoise.kind=anisotropic"]))
     recipe = [*start, "data.protocol=null", f"data.n_valid={n_valid}", "data.reference_energies=null", f"optim.max_steps={s.steps}",
               f"optim.patience={s.steps}", "device=cpu"]
     # the whole resolved recipe goes into the digest, so a changed packaged recipe never reuses an old fit
-    resolved = asdict(load_config("rmd17-50", [*recipe, f"seed={s.seed}", f"data.train={data}"]))
+    resolved = asdict(load_config(recipe_name, [*recipe, f"seed={s.seed}", f"data.train={data}"]))
     digest = hashlib.sha256(data.read_bytes() + json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    configs = [load_config("rmd17-50", [
+    configs = [load_config(recipe_name, [
         *recipe, f"seed={s.seed + k}", f"name=fit{index}-{digest}" + (f"-m{k}" if s.committee > 1 else ""),
         f"output_dir={out / 'training'}", f"data.train={data}", "resume=true",
         "description=" + json.dumps(f"anids-md fit, round {index}: {len(frames) - n_valid} training frames"),  # quoted for YAML

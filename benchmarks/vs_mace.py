@@ -248,7 +248,7 @@ def main() -> None:
     same = {(r["molecule"], r["code"], r["recipe"], r["seed"]) for r in rows}
     rows = [r for r in previous if (r["molecule"], r["code"], r["recipe"], r["seed"]) not in same] + rows
     result = {"what": "test force/energy MAE on all 1000 test_01 frames after rmd17-50 training of MACE small and anids-md for "
-                      "the same wall time (MACE's 600-epoch recipe sets it), one thread per run, two runs at a time",
+                      "the same wall time (MACE's recipe, for the epochs in its rows, sets it), one thread per run, two runs at a time",
               "machine": machine(), "rows": rows, "summary": summarise(rows)}
     out.with_suffix(".json").write_text(json.dumps(result, indent=2))
     if any(r.get("ms_per_call") for r in rows if r["code"] == "anids-md"):  # screens run without timings have nothing to plot

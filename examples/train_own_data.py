@@ -13,14 +13,15 @@ from anids_md.train import load_config, train
 path = sys.argv[1]
 energy_unit = sys.argv[2] if len(sys.argv) > 2 else "eV"
 # The packaged recipe (random split, least-squares reference energies) without its xTB molecule
-# prior, so it needs no tblite and takes periodic frames, and with a budget in epochs instead of
-# the 2000 steps of a fine-tune from a prior; the command-line equivalent is
-#   anids-md train --config own-data prior=null optim.max_steps=null optim.epochs=200 data.train=frames.extxyz
+# prior, so it needs no tblite and takes periodic frames, and with the plain recipe's learning rate
+# and a budget in epochs instead of the fine-tune's gentler 4000 steps; the command-line equivalent is
+#   anids-md train --config own-data prior=null optim.lr=5e-3 optim.max_steps=null optim.epochs=200 data.train=frames.extxyz
 config = load_config("own-data", [
     "name=own-data",
     "prior=null",
     f"data.train={path}",
     f"data.energy_unit={energy_unit}",
+    "optim.lr=5e-3",
     "optim.max_steps=null",
     "optim.epochs=200",
 ])

@@ -185,16 +185,18 @@ def _build_prior(molecules: list[Atoms], folder: Path, fit_dir: Path, s: PriorCo
                        folder=folder)
 
 
-def fit_prior(frames_file: Path, run_dir: Path, s: PriorConfig, level: XTBLevel, seed: int, progress: bool) -> tuple[dict, Path]:
+def fit_prior(frames_file: Path, run_dir: Path, s: PriorConfig, level: XTBLevel, seed: int, progress: bool,
+              model: tuple[str, ...] = ()) -> tuple[dict, Path]:
     """The prior's fit on xTB-labelled frames, in `run_dir` (resumed, or reused when it
-    finished): its training summary and model file."""
+    finished): its training summary and model file. `model` (e.g. "model.channels=64") sizes
+    a prior fitted from scratch otherwise than the plain recipe."""
     from .train import load_config, train
 
     overrides = [f"output_dir={run_dir.parent}", f"name={run_dir.name}", f"data.train={frames_file}", "data.protocol=null", f"data.n_valid={s.n_valid}",
                  "data.reference_energies=null",  # fitted by least squares to the xTB energies
                  f"optim.epochs={s.epochs}", f"optim.patience={s.epochs}", f"seed={seed}", "resume=true", "denoise.kind=none",
                  f"init={s.init or 'null'}",
-                 "description=" + json.dumps(f"molecule prior: {level.label()} MD frames at {s.temperature_K:g} K")]
+                 "description=" + json.dumps(f"molecule prior: {level.label()} MD frames at {s.temperature_K:g} K"), *model]
     config = load_config(None, overrides)  # the package's defaults: the plain recipe's model and optimiser
     summary_path = config.run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else train(config, progress=progress)

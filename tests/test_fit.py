@@ -273,3 +273,23 @@ def test_xtb_md_fit_labels_on_the_workers_while_xtb_runs_and_the_prior_fits(tmp_
     assert events[:8] == ["dft_optimize", "xtb MD"] + ["single_point"] * 5 + ["prior fit"]
     assert report.dft_calls_per_stage["first frames"] == 5 and report.n_train_frames == 5 + 2 + report.dft_calls_per_stage["dft_minimum"]
     assert set(report.stage_wall_s) >= {"xtb_sampling", "prior", "dft_minimum", "sampling_and_labelling", "training"}
+
+
+def test_fine_tunes_from_a_prior_follow_the_recommended_recipe(tmp_path):
+    from ase.io import write
+
+    from anids_md.fit.pipeline import fine_tune_configs
+    from anids_md.train import load_config
+
+    frames = tmp_path / "frames.extxyz"
+    write(frames, molecule("H2O"))
+    recipe = load_config("rmd17-50-anids").optim
+    prior = tmp_path / "prior.safetensors"
+    configs = fine_tune_configs(frames, 10, 1, tmp_path / "training", FitSettings(steps=123, committee=2, selection="committee"), prior)
+    assert [c.seed for c in configs] == [0, 1] and configs[0].data.n_valid == 2
+    for c in configs:  # the recipe's optimiser from the prior, the fit's own number of steps, no prior built again
+        assert (c.optim.lr, c.optim.energy_weight) == (recipe.lr, recipe.energy_weight)
+        assert c.optim.max_steps == 123 and c.init == str(prior) and c.prior is None and c.denoise.kind == "none"
+    from_backbone = fine_tune_configs(frames, 10, 1, tmp_path / "training", FitSettings(steps=123), None)
+    assert from_backbone[0].init == FitSettings().init and from_backbone[0].denoise.kind == "anisotropic"
+    assert from_backbone[0].name != configs[0].name.removesuffix("-m0")  # another recipe, another run folder

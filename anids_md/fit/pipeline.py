@@ -374,16 +374,28 @@ def _settings_dict(s: FitSettings, level: DFTLevel) -> dict:
 
 def _fit_models(out: Path, index: int, frames: list[Atoms], s: FitSettings, prior: Path | None, progress: bool, fits: list,
                 executor) -> Path:
-    """Fine-tune `s.committee` models (seeds seed, seed+1, ...) on `frames` (80/20 split): from
-    the molecule prior with the recommended few-label recipe's optimiser (rmd17-50-anids: energy
-    weight, learning rate, no denoising), or from the pretrained backbone with auxiliary
-    anisotropic denoising. Several models train in
-    parallel on the labelling workers and are returned as one committee file. Run folders are named
-    by a digest of the frames and settings: the same fit started again resumes (or reuses) them,
-    other frames or settings never do."""
+    """Fine-tune `s.committee` models on `frames` (`fine_tune_configs`). Several models train in
+    parallel on the labelling workers and are returned as one committee file."""
     data = out / f"fit{index}_frames.extxyz"
     _write_frames(data, frames)
-    n_valid = max(1, round(0.2 * len(frames)))
+    configs = fine_tune_configs(data, len(frames), index, out / "training", s, prior)
+    summaries = _train_all(configs, executor, progress)
+    fits.append({"fit": index, "n_frames": len(frames), "valid_forces_mae_meV_per_A": [x["valid"]["forces_mae_meV_per_A"] for x in summaries],
+                 "train_wall_s": [x["train_wall_s"] for x in summaries]})
+    if s.committee == 1:
+        return configs[0].run_dir / "model.safetensors"
+    name = configs[0].name.removesuffix("-m0")  # fit<index>-<digest>
+    return save_committee([c.run_dir / "model.safetensors" for c in configs], configs[0].run_dir.parent / f"{name}-committee.safetensors")
+
+
+def fine_tune_configs(data: Path, n_frames: int, index: int, output_dir: Path, s: FitSettings, prior: Path | None) -> list:
+    """The training configurations of fit `index` on the `n_frames` frames in `data` (80/20
+    split), seeds seed, seed+1, ... for a committee: from the molecule prior with the recommended
+    few-label recipe's optimiser (rmd17-50-anids: energy weight, learning rate, no denoising), or
+    from the pretrained backbone with auxiliary anisotropic denoising; `s.steps` steps. Run folders
+    are named by a digest of the frames and the resolved recipe: the same fit started again resumes
+    (or reuses) them, other frames or settings never do."""
+    n_valid = max(1, round(0.2 * n_frames))
     recipe_name, start = (("rmd17-50-anids", [f"init={prior}", "prior=null"]) if prior is not None
                           else ("rmd17-50", [f"init={s.init}", "denoise.kind=anisotropic"]))
     recipe = [*start, "data.protocol=null", f"data.n_valid={n_valid}", "data.reference_energies=null", f"optim.max_steps={s.steps}",
@@ -391,17 +403,11 @@ def _fit_models(out: Path, index: int, frames: list[Atoms], s: FitSettings, prio
     # the whole resolved recipe goes into the digest, so a changed packaged recipe never reuses an old fit
     resolved = asdict(load_config(recipe_name, [*recipe, f"seed={s.seed}", f"data.train={data}"]))
     digest = hashlib.sha256(data.read_bytes() + json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    configs = [load_config(recipe_name, [
+    return [load_config(recipe_name, [
         *recipe, f"seed={s.seed + k}", f"name=fit{index}-{digest}" + (f"-m{k}" if s.committee > 1 else ""),
-        f"output_dir={out / 'training'}", f"data.train={data}", "resume=true",
-        "description=" + json.dumps(f"anids-md fit, round {index}: {len(frames) - n_valid} training frames"),  # quoted for YAML
+        f"output_dir={output_dir}", f"data.train={data}", "resume=true",
+        "description=" + json.dumps(f"anids-md fit, round {index}: {n_frames - n_valid} training frames"),  # quoted for YAML
     ]) for k in range(s.committee)]
-    summaries = _train_all(configs, executor, progress)
-    fits.append({"fit": index, "n_frames": len(frames), "valid_forces_mae_meV_per_A": [x["valid"]["forces_mae_meV_per_A"] for x in summaries],
-                 "train_wall_s": [x["train_wall_s"] for x in summaries]})
-    if s.committee == 1:
-        return configs[0].run_dir / "model.safetensors"
-    return save_committee([c.run_dir / "model.safetensors" for c in configs], out / "training" / f"fit{index}-{digest}-committee.safetensors")
 
 
 def _train_all(configs: list, executor, progress: bool) -> list[dict]:

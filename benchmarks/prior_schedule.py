@@ -5,8 +5,9 @@ peak learning rate) of the grid; the forces weight stays 100. One seed, one thre
 
     python benchmarks/prior_schedule.py --molecule ethanol --prior PRIOR/fit/model.safetensors --grid 1000:1 2000:1 2000:3:1e-3
 
-Writes benchmarks/results/prior_schedule_rmd17-50.json and .png (rows gathered by molecule,
-steps and energy weight; a run folder that holds a summary is read, not trained again).
+Writes benchmarks/results/prior_schedule_rmd17-50.json (or `--out`) and .png (rows gathered by
+molecule, steps, energy weight and learning rate; a run folder that holds a summary is read, not
+trained again).
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from ase.io import read, write
 from common import RESULTS, machine, rmd17_dir
+from harness import provenance
 from speed import time_calculator, time_peer
 
 from anids_md.data import protocol_split, read_isolated_atom_energies, read_structures
@@ -166,8 +167,14 @@ def summarise(rows: list[dict]) -> list[dict]:
                     "forces_mae_std": round(float(np.std(forces, ddof=1)), 2) if len(group) > 1 else None,
                     "energy_mae_meV": round(float(np.mean([r["energy_mae_meV"] for r in group])), 2),
                     "wall_s": round(float(np.mean([r["wall_s"] for r in group])), 1),
-                    "ms_per_call": group[0].get("ms_per_call")})
+                    "ms_per_call": group[0].get("ms_per_call"), "provenance": _merged_provenance(group)})
     return out
+
+
+def _merged_provenance(group: list[dict]) -> dict | None:
+    """A summary row's provenance: its last seed's, with the models of every seed."""
+    stamps = [r["provenance"] for r in group if "provenance" in r]
+    return {**stamps[-1], "models": {k: v for s in stamps for k, v in s["models"].items()}} if stamps else None
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -242,6 +249,10 @@ def main() -> None:
                                   args.speed_rounds)
             for row in mace + ours:
                 row["ms_per_call"] = speed["MACE small" if row["code"] == "MACE small" else args.label]
+        files = [data / f"rmd17_{molecule}_train_01.npz", data / f"rmd17_{molecule}_test_01.npz"]
+        for row in mace + ours:
+            model = row["model"] if row["code"] == "MACE small" else Path(args.runs) / f"{args.label}-{molecule}-s{row['seed']}" / "model.safetensors"
+            row["provenance"] = provenance(models=[model], data=files)
         rows += mace + ours
     # rows of other molecules or recipes from earlier (or concurrent) invocations are kept
     previous = json.loads(out.with_suffix(".json").read_text())["rows"] if out.with_suffix(".json").exists() else []

@@ -87,6 +87,7 @@ def test_recipes_refuse_what_they_would_ignore(tmp_path, capsys):
     # the rmd17-50-anids recipe is rmd17-50 plus its own keys (base:), and the defaults are rmd17-50's
     anids, plain = load_config("rmd17-50-anids", ["data.train=x"]), load_config("rmd17-50", ["data.train=x"])
     assert anids.data == plain.data and anids.init is None and anids.prior == PriorConfig() and plain.prior is None
-    assert (anids.optim.max_steps, anids.optim.energy_weight, plain.optim.max_steps, plain.optim.energy_weight) == (2000, 3.0, None, 1.0)
+    assert (anids.optim.max_steps, anids.optim.energy_weight, anids.optim.lr) == (4000, 3.0, 2e-3)
+    assert (plain.optim.max_steps, plain.optim.energy_weight, plain.optim.lr) == (None, 1.0, 5e-3)
     assert load_config("rmd17-50-anids", ["data.train=x", "prior=null"]).prior is None
     assert load_config(None, ["data.train=x"]).optim == plain.optim

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ase.io import read, write
+from ase.io import write
 from common import RESULTS, machine, rmd17_dir
 from harness import provenance, train_run
-from speed import time_calculator, time_peer
+from vs_mace import measure_speed
 
 from anids_md.data import read_structures
 from anids_md.nn import ModelConfig
@@ -61,22 +60,6 @@ def run_size(args, built, size: tuple[int, int]) -> dict:
             "prior_valid_xtb_forces_mae_meV_per_A": prior["valid"]["forces_mae_meV_per_A"], "prior_fit_wall_s": prior["train_wall_s"],
             "finetune_wall_s": summary["train_wall_s"], "model": str(Path(args.runs) / name / "model.safetensors"),
             "provenance": provenance(models=[Path(args.runs) / name / "model.safetensors", prior_model], data=files)}
-
-
-def time_sizes(rows: list[dict], structure: Path, rounds: int) -> None:
-    """ms per call of each size and of MACE small on `structure` (a file), in alternating rounds
-    (median over rounds)."""
-    atoms = read(structure)
-    ours, peer = {k: [] for k in range(len(rows))}, []
-    for _ in range(rounds):
-        for k, row in enumerate(rows):
-            ours[k].append(time_calculator(atoms, row["model"], "float32", 1)[0])
-        peer.append(time_peer(structure, "float32", 1)["ms_per_call_median"])
-    mace = statistics.median(peer)
-    for k, row in enumerate(rows):
-        row["ms_per_call"] = statistics.median(ours[k])
-        row["mace_small_ms_per_call"] = mace
-        row["faster_than_mace"] = mace / row["ms_per_call"]
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -118,7 +101,9 @@ def main() -> None:
         rows = list(pool.map(lambda size: run_size(args, built, size), sizes))
     structure = Path(args.runs) / "aspirin_test0.xyz"  # MACE's timer reads a file
     write(structure, read_structures(data / "rmd17_aspirin_test_01.npz")[0])
-    time_sizes(rows, structure, args.speed_rounds)
+    speed = measure_speed(structure, {k: row["model"] for k, row in enumerate(rows)}, args.speed_rounds)
+    for k, row in enumerate(rows):
+        row |= {"ms_per_call": speed[k], "mace_small_ms_per_call": speed["MACE small"], "faster_than_mace": speed["MACE small"] / speed[k]}
     OUT.write_text(json.dumps({"machine": machine(), "protocol": __doc__.split("\n\n")[0].replace("\n", " "), "rows": rows}, indent=1))
     plot(rows, OUT.with_suffix(".png"))
     for r in rows:

@@ -116,8 +116,13 @@ def train_mace(args, molecule: str, seed: int, frames: dict[str, Path]) -> dict:
     return row
 
 
+def anids_run(args, molecule: str, seed: int) -> Path:
+    """The run folder of anids-md's recipe `args.label` on `molecule` at `seed`."""
+    return Path(args.runs) / f"{args.label}-{molecule}-s{seed}"
+
+
 def train_anids(args, molecule: str, seed: int, budget_s: float) -> dict:
-    run = Path(args.runs) / f"{args.label}-{molecule}-s{seed}"
+    run = anids_run(args, molecule, seed)
     result = run / "result.json"
     if result.exists():
         return json.loads(result.read_text())
@@ -245,13 +250,13 @@ def main() -> None:
         print(f"{molecule}: anids-md {[r['forces_mae_meV_per_A'] for r in ours]} meV/Å in "
               f"{np.mean([r['wall_s'] for r in ours]):.0f} s", flush=True)
         if args.speed_rounds:  # (0 when screening recipes with other runs beside: timings would mean nothing)
-            speed = measure_speed(frames["test"], {args.label: Path(args.runs) / f"{args.label}-{molecule}-s{args.seeds[0]}" / "model.safetensors"},
+            speed = measure_speed(frames["test"], {args.label: anids_run(args, molecule, args.seeds[0]) / "model.safetensors"},
                                   args.speed_rounds)
             for row in mace + ours:
                 row["ms_per_call"] = speed["MACE small" if row["code"] == "MACE small" else args.label]
         files = [data / f"rmd17_{molecule}_train_01.npz", data / f"rmd17_{molecule}_test_01.npz"]
         for row in mace + ours:
-            model = row["model"] if row["code"] == "MACE small" else Path(args.runs) / f"{args.label}-{molecule}-s{row['seed']}" / "model.safetensors"
+            model = row["model"] if row["code"] == "MACE small" else anids_run(args, molecule, row["seed"]) / "model.safetensors"
             row["provenance"] = provenance(models=[model], data=files)
         rows += mace + ours
     # rows of other molecules or recipes from earlier (or concurrent) invocations are kept

@@ -6,8 +6,8 @@ peak learning rate) of the grid; the forces weight stays 100. One seed, one thre
     python benchmarks/prior_schedule.py --molecule ethanol --prior PRIOR/fit/model.safetensors --grid 1000:1 2000:1 2000:3:1e-3
 
 Writes benchmarks/results/prior_schedule_rmd17-50.json (or `--out`) and .png (rows gathered by
-molecule, steps, energy weight and learning rate; a run folder that holds a summary is read, not
-trained again).
+molecule, the prior's epochs, steps, energy weight and learning rate; a run folder that holds a
+summary is read, not trained again, so a grid on another prior needs its own `--runs`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ def run(args, steps: int, energy_weight: float, lr: float) -> dict:
         if status != 0:
             raise RuntimeError(f"{name} failed:\n{output}")
     summary = json.loads(summary_path.read_text())
-    return {"molecule": args.molecule, "steps": steps, "energy_weight": energy_weight, "lr": lr, "best_epoch": summary["best_epoch"],
+    prior = json.loads((Path(args.prior).parent / "summary.json").read_text())  # the prior's own fit: how long, how good
+    return {"molecule": args.molecule, "prior_epochs": prior["epochs"], "prior_valid_xtb_forces_mae_meV_per_A": prior["valid"]["forces_mae_meV_per_A"],
+            "steps": steps, "energy_weight": energy_weight, "lr": lr, "best_epoch": summary["best_epoch"],
             "test_forces_mae_meV_per_A": summary["test"]["forces_mae_meV_per_A"], "test_energy_mae_meV": summary["test"]["energy_mae_meV"],
             "finetune_wall_s": summary["train_wall_s"],
             "provenance": provenance(models=[Path(args.runs) / name / "model.safetensors", args.prior], data=files)}
@@ -56,11 +58,12 @@ def plot(rows: list[dict], path: Path) -> None:
         mine = [r for r in rows if r["molecule"] == molecule]
         for r in mine:
             ax.scatter(r["test_energy_mae_meV"], r["test_forces_mae_meV_per_A"], color=f"C{sorted({m['steps'] for m in mine}).index(r['steps'])}")
-            ax.annotate(f"{r['steps']}, E×{r['energy_weight']:g}" + ("" if r.get("lr", LR) == LR else f", lr {r['lr']:g}"), (r["test_energy_mae_meV"], r["test_forces_mae_meV_per_A"]), fontsize=7,
+            ax.annotate(f"{r['steps']}, E×{r['energy_weight']:g}" + ("" if r.get("lr", LR) == LR else f", lr {r['lr']:g}")
+                        + ("" if r.get("prior_epochs", 30) == 30 else f", prior {r['prior_epochs']} ep"), (r["test_energy_mae_meV"], r["test_forces_mae_meV_per_A"]), fontsize=7,
                         xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel("test energy MAE (meV)")
         ax.set_ylabel("test force MAE (meV/Å)")
-        ax.set_title(f"{molecule}: steps, energy weight, lr")
+        ax.set_title(f"{molecule}: steps, energy weight, lr, prior epochs")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -82,14 +85,15 @@ def main() -> None:
     old = json.loads(out.read_text())["rows"] if out.exists() else []
 
     def key(r):
-        return r["molecule"], r["steps"], r["energy_weight"], r.get("lr", LR)  # rows before the lr column ran at LR
+        # rows before the lr column ran at LR; rows before the prior_epochs column came from 30-epoch priors
+        return r["molecule"], r.get("prior_epochs", 30), r["steps"], r["energy_weight"], r.get("lr", LR)
 
     done = {key(r) for r in new}
     rows = sorted([r for r in old if key(r) not in done] + new, key=key)
     out.write_text(json.dumps({"machine": machine(), "protocol": __doc__.split("\n\n")[0].replace("\n", " "), "rows": rows}, indent=1))
     plot(rows, out.with_suffix(".png"))
     for r in new:
-        print(r["molecule"], r["steps"], r["energy_weight"], r["lr"], f"forces {r['test_forces_mae_meV_per_A']:.1f} meV/Å, "
+        print(r["molecule"], r["prior_epochs"], r["steps"], r["energy_weight"], r["lr"], f"forces {r['test_forces_mae_meV_per_A']:.1f} meV/Å, "
               f"energy {r['test_energy_mae_meV']:.1f} meV")
 
 

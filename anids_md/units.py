@@ -4,7 +4,6 @@ KCAL_PER_MOL_IN_EV = 0.0433641043  # 1 kcal/mol in eV (CODATA 2018 based)
 HARTREE_IN_EV = 27.211386245988
 BOHR_IN_ANGSTROM = 0.529177210903
 HARTREE_PER_BOHR_IN_EV_PER_A = HARTREE_IN_EV / BOHR_IN_ANGSTROM
-HARTREE_PER_BOHR2_IN_EV_PER_A2 = HARTREE_IN_EV / BOHR_IN_ANGSTROM**2  # force constants, Hessians
 MEV_PER_EV = 1000.0  # errors are reported in meV and meV/Å
 FS_PER_PS = 1000.0  # MD time steps in fs, trajectories and drifts in ps
 

@@ -9,9 +9,8 @@ from ase.build import molecule
 
 from anids_md.calculator import AniDSCalculator
 from anids_md.fit import FitSettings, fit, molecule_from_smiles, sample_configurations
-from anids_md.fit.sampling import thermal_amplitude_A
+from anids_md.fit.sampling import hessian_displacements, hessian_from_forces, thermal_amplitude_A
 from anids_md.reference import DFTLevel
-from anids_md.reference.hessian import hessian_displacements, hessian_from_forces
 
 FAST = DFTLevel(xc="PBE", basis="sto-3g", density_fit=False, grid_level=1)
 

@@ -44,38 +44,3 @@ def test_dft_and_xtb_cache_entries_never_collide(tmp_path):
 def test_what_xtb_cannot_treat_is_named(atoms, message, tmp_path):
     with pytest.raises(ValueError, match=message):
         xtb_single_point(atoms, cache_dir=tmp_path)
-
-
-def test_the_xtb_hessian_is_the_curvature_of_the_xtb_energy():
-    from ase.optimize import BFGS
-
-    from anids_md.reference import xtb_calculator, xtb_hessian
-
-    atoms = molecule("H2O")
-    atoms.calc = xtb_calculator()
-    BFGS(atoms, logfile=None).run(fmax=1e-4)
-    hessian = xtb_hessian(atoms)
-    np.testing.assert_allclose(hessian, hessian.T, atol=1e-12)
-    values = np.linalg.eigvalsh(hessian)
-    assert np.abs(values[:6]).max() < 0.05 and values[6] > 5  # translations and rotations, then three stiff vibrations (eV/Å²)
-    # independent of the forces it was built from: ½ dᵀHd against the energy rise along a small step
-    step = np.random.default_rng(1).normal(size=9) * 0.004
-    moved = atoms.copy()
-    moved.calc = xtb_calculator()
-    moved.positions += step.reshape(3, 3)
-    assert 0.5 * step @ hessian @ step == pytest.approx(moved.get_potential_energy() - atoms.get_potential_energy(), rel=0.05)
-
-
-def test_a_dft_optimisation_from_the_xtb_hessian_reaches_the_same_minimum(tmp_path):
-    from anids_md.reference import dft_optimize, xtb_hessian
-    from anids_md.validate import kabsch_rmsd
-
-    start = Atoms("H2O", positions=[[0, 0, 0], [1.02, 0, 0], [-0.2, 0.95, 0]])
-    level = DFTLevel(basis="sto-3g")
-    plain = dft_optimize(start, level, cache_dir=tmp_path)
-    guided = dft_optimize(start, level, cache_dir=tmp_path, initial_hessian=xtb_hessian(start))
-    assert plain.converged and guided.converged and not guided.cached  # another first guess is another cache entry
-    assert kabsch_rmsd(plain.atoms, guided.atoms) < 2e-3
-    assert guided.steps <= plain.steps + 1
-    with pytest.raises(ValueError, match="initial_hessian must be a finite \\(9, 9\\)"):
-        dft_optimize(start, level, cache_dir=tmp_path, initial_hessian=np.eye(6))

@@ -41,8 +41,7 @@ from ..checkpoint import check_elements, load_checkpoint, load_force_fields, rea
 from ..evaluation import error_metrics
 from ..folder_lock import folder_lock
 from ..prior import fit_prior
-from ..reference import DFTLevel, XTBLevel, dft_optimize, xtb_hessian
-from ..reference.hessian import hessian_displacements, hessian_from_forces
+from ..reference import DFTLevel, XTBLevel, dft_optimize
 from ..reference.labelling import collect_labels, labelling_pool, submit_labels
 from ..settings import PriorConfig
 from ..simulate import optimize, run_md
@@ -50,7 +49,7 @@ from ..train import load_config, train
 from ..validate.rmsd import kabsch_rmsd
 from .molecule import Molecule, molecule_from_input
 from .process import termination_as_interrupt
-from .sampling import sample_configurations
+from .sampling import hessian_displacements, hessian_from_forces, sample_configurations
 from .selection import force_spread, largest, select_frames
 from .settings import FitSettings
 from .xtb_sampling import xtb_minima, xtb_pool
@@ -183,13 +182,8 @@ def _fit(source, out: Path, settings, charge, spin, cache_dir, progress) -> FitR
             with clock("xtb_sampling"):
                 minima = xtb_minima(molecule.conformers[: s.conformers], xtb_level, out / "xtb")
             starts = minima.atoms  # lowest first: short DFT optimisations from there
-            # xTB's curvature at its own minimum as the optimiser's first guess: the soft modes known from step one
-            hessians = [xtb_hessian(atoms, xtb_level) for atoms in starts[: s.dft_conformers]]
-        else:
-            hessians = [None]
         # The DFT optimisations run on the workers while the xTB MD and the prior's fit run here.
-        optimising = [executor.submit(dft_optimize, atoms, level, cache_dir=cache_dir, initial_hessian=hessian)
-                      for atoms, hessian in zip(starts[: s.dft_conformers], hessians)]
+        optimising = [executor.submit(dft_optimize, atoms, level, cache_dir=cache_dir) for atoms in starts[: s.dft_conformers]]
         if s.sampler == "xtb-md":
             with clock("xtb_sampling"):
                 pool = xtb_pool(minima, prior_settings, xtb_level, s.seed, out / "xtb", progress)

@@ -21,6 +21,7 @@ from ..units import BOLTZMANN_EV_PER_K
 from .settings import SAMPLERS
 
 NOMINAL_FORCE_CONSTANT = 10.0  # eV/Å²
+HESSIAN_STEP = 0.01  # Å, central differences of the forces
 
 
 def thermal_amplitude_A(temperature_K: float) -> float:
@@ -36,6 +37,26 @@ def generator_shapes(minimum: Atoms, generator_checkpoint: str) -> np.ndarray:
     noise = LearnedNoise.from_checkpoint(generator_checkpoint)
     (cov,) = noise.covariances([graph_from_atoms(minimum, noise.generator.config.cutoff)], mean_scale_A=1.0)
     return cov.numpy()
+
+
+def hessian_displacements(minimum: Atoms, step: float = HESSIAN_STEP) -> list[Atoms]:
+    """The 6N structures (each atom ± `step` Å along x, y, z) whose forces give the Hessian."""
+    frames = []
+    for atom in range(len(minimum)):
+        for axis in range(3):
+            for sign in (1.0, -1.0):
+                moved = Atoms(numbers=minimum.numbers, positions=minimum.positions.copy())
+                moved.positions[atom, axis] += sign * step
+                frames.append(moved)
+    return frames
+
+
+def hessian_from_forces(forces: list[np.ndarray], step: float = HESSIAN_STEP) -> np.ndarray:
+    """The symmetrised Hessian (3N, 3N) in eV/Å² from the forces of `hessian_displacements`."""
+    forces = np.asarray(forces)  # (6N, N, 3)
+    plus, minus = forces[0::2], forces[1::2]
+    hessian = -(plus - minus).reshape(len(plus), -1) / (2 * step)
+    return 0.5 * (hessian + hessian.T)
 
 
 def normal_mode_displacements(minimum: Atoms, hessian: np.ndarray, temperature_K: float, n: int, rng) -> np.ndarray:

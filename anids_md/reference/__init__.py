@@ -8,7 +8,7 @@ from ase import Atoms
 
 from .cache import ReferenceResult, default_cache_dir
 from .dft import DFTConvergenceError, DFTLevel, dft_optimize, dft_single_point
-from .xtb import XTBConvergenceError, XTBLevel, xtb_calculator, xtb_hessian, xtb_single_point
+from .xtb import XTBConvergenceError, XTBLevel, xtb_calculator, xtb_single_point
 
 Level = DFTLevel | XTBLevel
 SCF_FAILURES = (DFTConvergenceError, XTBConvergenceError)  # a structure the method cannot converge: skipped and counted
@@ -24,4 +24,4 @@ def single_point(atoms: Atoms, level: Level, cache_dir: str | Path | None = None
 
 
 __all__ = ["DFTConvergenceError", "DFTLevel", "Level", "ReferenceResult", "SCF_FAILURES", "XTBConvergenceError", "XTBLevel",
-           "default_cache_dir", "dft_optimize", "dft_single_point", "single_point", "xtb_calculator", "xtb_hessian", "xtb_single_point"]
+           "default_cache_dir", "dft_optimize", "dft_single_point", "single_point", "xtb_calculator", "xtb_single_point"]

@@ -5,7 +5,6 @@ are cached on disk, keyed by the structure and the level, so a repeat costs noth
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import tempfile
@@ -17,7 +16,7 @@ import numpy as np
 from ase import Atoms
 
 from ..data import check_structure
-from ..units import HARTREE_IN_EV, HARTREE_PER_BOHR2_IN_EV_PER_A2, HARTREE_PER_BOHR_IN_EV_PER_A
+from ..units import HARTREE_IN_EV, HARTREE_PER_BOHR_IN_EV_PER_A
 from .cache import ReferenceResult, cache_path, cached_single_point, load_result, store_result
 
 logger = logging.getLogger(__name__)
@@ -86,24 +85,13 @@ def dft_single_point(atoms: Atoms, level: DFTLevel = DFTLevel(), cache_dir: str 
 
 
 def dft_optimize(atoms: Atoms, level: DFTLevel = DFTLevel(), max_steps: int = 100, cache_dir: str | Path | None = None,
-                 progress: bool = False, initial_hessian: np.ndarray | None = None) -> ReferenceResult:
+                 progress: bool = False) -> ReferenceResult:
     """Relax `atoms` at `level` (charge and spin included) with PySCF + geomeTRIC (its default
     convergence criteria) and return the minimum, its energy and forces, and every gradient
-    evaluation on the way (`path_frames()`); cached by structure, level of theory and initial
-    Hessian. `initial_hessian` (3N, 3N) in eV/Å², e.g. `xtb_hessian(atoms)`, replaces geomeTRIC's
-    guess from bond types, so the first steps know the soft directions. `progress` shows a bar
-    with a tick per gradient (minutes each for a 20-atom molecule on a laptop)."""
-    extra = {"max_steps": max_steps, "path": True}  # "path": entries record every gradient evaluation (earlier ones did not)
-    options = {}
-    if initial_hessian is not None:
-        initial_hessian = np.asarray(initial_hessian, dtype=np.float64)
-        if initial_hessian.shape != (3 * len(atoms), 3 * len(atoms)) or not np.all(np.isfinite(initial_hessian)):
-            raise ValueError(f"initial_hessian must be a finite ({3 * len(atoms)}, {3 * len(atoms)}) matrix in eV/Å², "
-                             f"got shape {initial_hessian.shape}")
-        extra["initial_hessian"] = hashlib.sha256(np.round(initial_hessian, 6).tobytes()).hexdigest()[:16]
-        # geomeTRIC reads Cartesian Hessians in Hartree/Bohr²
-        options = {"hess_data": (initial_hessian / HARTREE_PER_BOHR2_IN_EV_PER_A2).tolist(), "frequency": False}
-    path = cache_path("dft", "optimisation", atoms, level, cache_dir, extra)
+    evaluation on the way (`path_frames()`); cached by structure and level of theory. `progress`
+    shows a bar with a tick per gradient (minutes each for a 20-atom molecule on a laptop)."""
+    # "path": entries record every gradient evaluation (earlier ones did not, and are not read)
+    path = cache_path("dft", "optimisation", atoms, level, cache_dir, {"max_steps": max_steps, "path": True})
     cached = load_result(path, atoms.numbers)
     if cached is not None:
         return cached
@@ -123,7 +111,7 @@ def dft_optimize(atoms: Atoms, level: DFTLevel = DFTLevel(), max_steps: int = 10
     try:
         with tempfile.TemporaryDirectory(prefix="anids-md-geometric-") as scratch:  # never under HOME or the cache
             converged, mol = kernel(_method(atoms, level), maxsteps=max_steps, assert_convergence=False,
-                                    logIni=str(_quiet_geometric_log(Path(scratch))), callback=record, **options)
+                                    logIni=str(_quiet_geometric_log(Path(scratch))), callback=record)
     finally:
         bar.close()
     minimum = Atoms(numbers=atoms.numbers, positions=mol.atom_coords(unit="Angstrom"))

@@ -14,7 +14,6 @@ from ase import Atoms
 from ..data import check_structure
 from ..options import XTB_METHODS
 from .cache import ReferenceResult, cached_single_point
-from .hessian import hessian_displacements, hessian_from_forces
 
 MAX_ATOMIC_NUMBER = 86  # tblite's GFN parametrisations stop at radon
 
@@ -77,9 +76,3 @@ def xtb_energy_forces(atoms: Atoms, level: XTBLevel = XTBLevel()) -> tuple[float
 def xtb_single_point(atoms: Atoms, level: XTBLevel = XTBLevel(), cache_dir: str | Path | None = None) -> ReferenceResult:
     """Energy (eV) and forces (eV/Å) of `atoms` at `level`, cached (files `xtb-sp-*.json`)."""
     return cached_single_point("xtb", atoms, level, cache_dir, lambda: xtb_energy_forces(atoms, level))
-
-
-def xtb_hessian(atoms: Atoms, level: XTBLevel = XTBLevel()) -> np.ndarray:
-    """The Hessian (3N, 3N) in eV/Å² at `level` by central differences of forces (6N uncached
-    xTB calls, about a second for aspirin): a cheap first guess for a DFT optimisation."""
-    return hessian_from_forces([xtb_energy_forces(moved, level)[1] for moved in hessian_displacements(atoms)])

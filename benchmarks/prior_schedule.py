@@ -63,7 +63,7 @@ def plot(rows: list[dict], path: Path) -> None:
                         xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel("test energy MAE (meV)")
         ax.set_ylabel("test force MAE (meV/Å)")
-        ax.set_title(f"{molecule}: steps, energy weight, lr, prior epochs")
+        ax.set_title(molecule)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

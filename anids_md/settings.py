@@ -22,7 +22,7 @@ class PriorConfig:
     friction_per_fs: float = 0.01
     # From the qm9-xtb foundation, 30 epochs fit the xTB frames better than 60 from scratch
     # (benchmarks/results/priors_rmd17-50.json); 60 fit them better still and the fine-tunes gain
-    # 5-10 % (uracil 20.2 against 22.5 meV/Å, toluene 11.7 against 12.4, ethanol 22.6 against 23.9;
+    # 5-15 % (aspirin 32.0 against 35.0 meV/Å, ethanol 22.6 against 23.9, uracil 20.2 against 22.5;
     # benchmarks/results/prior_epochs_rmd17-50.json).
     epochs: int = 60  # of the fit on the xTB frames (5 frames a step)
     n_valid: int = 50  # xTB frames held out to select the fit's best epoch

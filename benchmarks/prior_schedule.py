@@ -23,6 +23,7 @@ from anids_md.train.config import OptimConfig
 
 OUT = RESULTS / "prior_schedule_rmd17-50.json"
 LR = OptimConfig.lr  # the plain recipe's peak learning rate
+EARLIER_PRIOR_EPOCHS = 30  # rows written before the prior_epochs column came from 30-epoch priors
 
 
 def run(args, steps: int, energy_weight: float, lr: float) -> dict:
@@ -59,7 +60,7 @@ def plot(rows: list[dict], path: Path) -> None:
         for r in mine:
             ax.scatter(r["test_energy_mae_meV"], r["test_forces_mae_meV_per_A"], color=f"C{sorted({m['steps'] for m in mine}).index(r['steps'])}")
             ax.annotate(f"{r['steps']}, E×{r['energy_weight']:g}" + ("" if r.get("lr", LR) == LR else f", lr {r['lr']:g}")
-                        + ("" if r.get("prior_epochs", 30) == 30 else f", prior {r['prior_epochs']} ep"), (r["test_energy_mae_meV"], r["test_forces_mae_meV_per_A"]), fontsize=7,
+                        + ("" if r.get("prior_epochs", EARLIER_PRIOR_EPOCHS) == EARLIER_PRIOR_EPOCHS else f", prior {r['prior_epochs']} ep"), (r["test_energy_mae_meV"], r["test_forces_mae_meV_per_A"]), fontsize=7,
                         xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel("test energy MAE (meV)")
         ax.set_ylabel("test force MAE (meV/Å)")
@@ -85,8 +86,7 @@ def main() -> None:
     old = json.loads(out.read_text())["rows"] if out.exists() else []
 
     def key(r):
-        # rows before the lr column ran at LR; rows before the prior_epochs column came from 30-epoch priors
-        return r["molecule"], r.get("prior_epochs", 30), r["steps"], r["energy_weight"], r.get("lr", LR)
+        return r["molecule"], r.get("prior_epochs", EARLIER_PRIOR_EPOCHS), r["steps"], r["energy_weight"], r.get("lr", LR)  # rows without lr ran at LR
 
     done = {key(r) for r in new}
     rows = sorted([r for r in old if key(r) not in done] + new, key=key)

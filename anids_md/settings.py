@@ -16,9 +16,11 @@ class PriorConfig:
     temperature_K: float = 500.0
     frames: int = 1000  # per molecule, spread over the starts
     starts: int = 4  # independent MD runs from the xTB minimum, each with its own velocities
-    equilibration_steps: int = 2000  # 1 ps of 0.5 fs steps before a run's frames are kept
-    interval: int = 40  # MD steps between kept frames (20 fs)
-    timestep_fs: float = 0.5
+    # 1 fs steps: half the xTB calls of 0.5 fs for the same 1 ps of equilibration and 20 fs between
+    # frames (aspirin's prior 11.6 min on one core instead of 15.4; benchmarks/results/priors_rmd17-50.json)
+    equilibration_steps: int = 1000  # 1 ps before a run's frames are kept
+    interval: int = 20  # MD steps between kept frames (20 fs)
+    timestep_fs: float = 1.0
     friction_per_fs: float = 0.01
     # From the qm9-xtb foundation, 30 epochs fit the xTB frames better than 60 from scratch
     # (benchmarks/results/priors_rmd17-50.json); 60 fit them better still and the fine-tunes gain

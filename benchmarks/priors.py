@@ -39,7 +39,8 @@ ARMS = {
     "foundation": ("rmd17-50-anids", ["prior=null", "init={foundation}"]),
     # the ablation: auxiliary denoising added to the recommended recipe and to the foundation arm,
     # anisotropic with qm9-anids's generator (frozen, or trained with the model as AniDS eq. 27)
-    # or fixed isotropic noise; qm9-xtb keeps no generator of its own
+    # or fixed isotropic noise, or isotropic with a per-atom scale from a generator pretrained so
+    # ({isotropic}, DenoiseVAE's σ_i²-weighted loss); qm9-xtb keeps no generator of its own
     "prior-denoise": ("rmd17-50-anids", ["denoise.kind=anisotropic", "denoise.generator=qm9-anids"]),
     "prior-denoise-joint": ("rmd17-50-anids", ["denoise.kind=anisotropic", "denoise.generator=qm9-anids", "denoise.train_generator=true"]),
     "prior-denoise-fixed": ("rmd17-50-anids", ["denoise.kind=fixed"]),
@@ -47,6 +48,8 @@ ARMS = {
     "foundation-denoise-joint": ("rmd17-50-anids", ["prior=null", "init={foundation}", "denoise.kind=anisotropic",
                                                     "denoise.generator=qm9-anids", "denoise.train_generator=true"]),
     "foundation-denoise-fixed": ("rmd17-50-anids", ["prior=null", "init={foundation}", "denoise.kind=fixed"]),
+    "foundation-denoise-isotropic": ("rmd17-50-anids", ["prior=null", "init={foundation}", "denoise.kind=isotropic",
+                                                        "denoise.generator={isotropic}"]),
 }
 OUT = RESULTS / "priors_rmd17-50.json"
 
@@ -63,7 +66,7 @@ def run_arm(args, molecule: str, arm: str, seed: int) -> dict:
     files = [data / f"rmd17_{molecule}_train_01.npz", data / f"rmd17_{molecule}_test_01.npz"]
     name = f"{molecule}-{arm}-s{seed}"
     recipe, template = ARMS[arm]
-    extra = [o.format(foundation=args.foundation) for o in template]
+    extra = [o.format(foundation=args.foundation, isotropic=args.isotropic_generator) for o in template]
     overrides = [f"name={name}", f"output_dir={args.runs}", f"seed={seed}", f"data.train={files[0]}", f"data.test={files[1]}",
                  "device=cpu", "resume=true", *extra]
     summary_path = Path(args.runs) / name / "summary.json"
@@ -122,6 +125,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="arms run at once, one thread each")
     parser.add_argument("--runs", default="runs/priors-benchmark")
     parser.add_argument("--foundation", default="qm9-xtb", help="checkpoint of the foundation arm")
+    parser.add_argument("--isotropic-generator", default="runs/qm9-isotropic/model.safetensors",
+                        help="QM9 denoising pretraining with isotropic noise, for the *-isotropic arm: anids-md pretrain "
+                             "--config pretrain_qm9 noise.kind=isotropic name=qm9-isotropic")
     parser.add_argument("--data", help="folder of the rMD17 split files (default $ANIDS_RMD17 or ../shared/data/rmd17)")
     args = parser.parse_args()
     jobs = [(m, a, s) for m in args.molecules for a in args.arms for s in args.seeds]

@@ -17,7 +17,7 @@ class PriorConfig:
     frames: int = 1000  # per molecule, spread over the starts
     starts: int = 4  # independent MD runs from the xTB minimum, each with its own velocities
     # 1 fs steps: half the xTB calls of 0.5 fs for the same 1 ps of equilibration and 20 fs between
-    # frames (aspirin's prior 11.6 min on one core instead of 15.4; benchmarks/results/priors_rmd17-50.json)
+    # frames: aspirin's prior took 11.6 min on one core (about 15.4 at 0.5 fs; docs/results.md)
     equilibration_steps: int = 1000  # 1 ps before a run's frames are kept
     interval: int = 20  # MD steps between kept frames (20 fs)
     timestep_fs: float = 1.0

@@ -6,7 +6,7 @@ peak learning rate) of the grid; the forces weight stays 100. One seed, one thre
     python benchmarks/prior_schedule.py --molecule ethanol --prior PRIOR/fit/model.safetensors --grid 1000:1 2000:1 2000:3:1e-3
 
 Writes benchmarks/results/prior_schedule_rmd17-50.json (or `--out`) and .png (rows gathered by
-molecule, the prior's epochs and frames, steps, energy weight and learning rate; a run folder that holds a
+molecule, the prior's epochs, frames and their spacing, steps, energy weight and learning rate; a run folder that holds a
 summary is read, not trained again, so a grid on another prior needs its own `--runs`).
 """
 
@@ -25,6 +25,7 @@ OUT = RESULTS / "prior_schedule_rmd17-50.json"
 LR = OptimConfig.lr  # the plain recipe's peak learning rate
 EARLIER_PRIOR_EPOCHS = 30  # rows written before the prior_epochs column came from 30-epoch priors
 EARLIER_PRIOR_FRAMES = 1000  # and before the prior_frames column from 1000 xTB frames
+EARLIER_PRIOR_SPACING_FS = 20.0  # 20 fs apart in their MD runs
 
 
 def run(args, steps: int, energy_weight: float, lr: float) -> dict:
@@ -41,8 +42,9 @@ def run(args, steps: int, energy_weight: float, lr: float) -> dict:
             raise RuntimeError(f"{name} failed:\n{output}")
     summary = json.loads(summary_path.read_text())
     prior = json.loads((Path(args.prior).parent / "summary.json").read_text())  # the prior's own fit: how long, how good
-    frames = json.loads((Path(args.prior).parents[1] / "manifest.json").read_text())["n_frames"]  # of the prior's xTB MD
-    return {"molecule": args.molecule, "prior_epochs": prior["epochs"], "prior_frames": frames,
+    sampled = json.loads((Path(args.prior).parents[1] / "manifest.json").read_text())  # the prior's xTB MD
+    spacing_fs = sampled["settings"]["interval"] * sampled["settings"]["timestep_fs"]
+    return {"molecule": args.molecule, "prior_epochs": prior["epochs"], "prior_frames": sampled["n_frames"], "prior_frame_spacing_fs": spacing_fs,
             "prior_valid_xtb_forces_mae_meV_per_A": prior["valid"]["forces_mae_meV_per_A"],
             "steps": steps, "energy_weight": energy_weight, "lr": lr, "best_epoch": summary["best_epoch"],
             "test_forces_mae_meV_per_A": summary["test"]["forces_mae_meV_per_A"], "test_energy_mae_meV": summary["test"]["energy_mae_meV"],
@@ -64,7 +66,9 @@ def plot(rows: list[dict], path: Path) -> None:
             ax.scatter(r["test_energy_mae_meV"], r["test_forces_mae_meV_per_A"], color=f"C{sorted({m['steps'] for m in mine}).index(r['steps'])}")
             ax.annotate(f"{r['steps']}, E×{r['energy_weight']:g}" + ("" if r.get("lr", LR) == LR else f", lr {r['lr']:g}")
                         + ("" if r.get("prior_epochs", EARLIER_PRIOR_EPOCHS) == EARLIER_PRIOR_EPOCHS else f", prior {r['prior_epochs']} ep")
-                        + ("" if r.get("prior_frames", EARLIER_PRIOR_FRAMES) == EARLIER_PRIOR_FRAMES else f", {r['prior_frames']} frames"),
+                        + ("" if r.get("prior_frames", EARLIER_PRIOR_FRAMES) == EARLIER_PRIOR_FRAMES else f", {r['prior_frames']} frames")
+                        + ("" if r.get("prior_frame_spacing_fs", EARLIER_PRIOR_SPACING_FS) == EARLIER_PRIOR_SPACING_FS
+                           else f" {r['prior_frame_spacing_fs']:g} fs apart"),
                         (r["test_energy_mae_meV"], r["test_forces_mae_meV_per_A"]), fontsize=7,
                         xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel("test energy MAE (meV)")
@@ -91,8 +95,8 @@ def main() -> None:
     old = json.loads(out.read_text())["rows"] if out.exists() else []
 
     def key(r):
-        return (r["molecule"], r.get("prior_epochs", EARLIER_PRIOR_EPOCHS), r.get("prior_frames", EARLIER_PRIOR_FRAMES), r["steps"],
-                r["energy_weight"], r.get("lr", LR))  # rows without lr ran at LR
+        return (r["molecule"], r.get("prior_epochs", EARLIER_PRIOR_EPOCHS), r.get("prior_frames", EARLIER_PRIOR_FRAMES),
+                r.get("prior_frame_spacing_fs", EARLIER_PRIOR_SPACING_FS), r["steps"], r["energy_weight"], r.get("lr", LR))  # rows without lr ran at LR
 
     done = {key(r) for r in new}
     rows = sorted([r for r in old if key(r) not in done] + new, key=key)

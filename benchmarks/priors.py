@@ -7,7 +7,8 @@ variants: the prior fitted from scratch (60 epochs; the recommended recipe until
 foundation alone without a molecule prior (`--foundation`, default qm9-xtb), and the earlier
 recipe (qm9-anids with auxiliary anisotropic denoising, 10 000 steps); and the ablation of
 auxiliary denoising on top of the prior or the foundation (`prior-denoise*`, `foundation-denoise*`:
-anisotropic noise from qm9-anids's generator, frozen or trained jointly, or fixed noise). Each at its recipe's full
+anisotropic noise from qm9-anids's generator, frozen or trained jointly, fixed noise, or isotropic
+noise from a generator pretrained with it: `--isotropic-generator`). Each at its recipe's full
 budget, one thread. The plot marks MACE small trained on the same 50 frames with its own rMD17
 recipe (600 epochs; `vs_mace.json`, with its wall time per run).
 

@@ -23,9 +23,12 @@ from anids_md.train.config import OptimConfig
 
 OUT = RESULTS / "prior_schedule_rmd17-50.json"
 LR = OptimConfig.lr  # the plain recipe's peak learning rate
-EARLIER_PRIOR_EPOCHS = 30  # rows written before the prior_epochs column came from 30-epoch priors
-EARLIER_PRIOR_FRAMES = 1000  # and before the prior_frames column from 1000 xTB frames
-EARLIER_PRIOR_SPACING_FS = 20.0  # 20 fs apart in their MD runs
+# rows written before a column of the prior existed: 30-epoch fits on 1000 xTB frames 20 fs apart
+EARLIER_PRIOR = {"prior_epochs": 30, "prior_frames": 1000, "prior_frame_spacing_fs": 20.0}
+
+
+def prior_of(row: dict, column: str):
+    return row.get(column, EARLIER_PRIOR[column])
 
 
 def run(args, steps: int, energy_weight: float, lr: float) -> dict:
@@ -52,6 +55,9 @@ def run(args, steps: int, energy_weight: float, lr: float) -> dict:
             "provenance": provenance(models=[Path(args.runs) / name / "model.safetensors", args.prior], data=files)}
 
 
+PRIOR_LABELS = {"prior_epochs": ", prior {} ep", "prior_frames": ", {} frames", "prior_frame_spacing_fs": " {:g} fs apart"}
+
+
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -65,10 +71,8 @@ def plot(rows: list[dict], path: Path) -> None:
         for r in mine:
             ax.scatter(r["test_energy_mae_meV"], r["test_forces_mae_meV_per_A"], color=f"C{sorted({m['steps'] for m in mine}).index(r['steps'])}")
             ax.annotate(f"{r['steps']}, E×{r['energy_weight']:g}" + ("" if r.get("lr", LR) == LR else f", lr {r['lr']:g}")
-                        + ("" if r.get("prior_epochs", EARLIER_PRIOR_EPOCHS) == EARLIER_PRIOR_EPOCHS else f", prior {r['prior_epochs']} ep")
-                        + ("" if r.get("prior_frames", EARLIER_PRIOR_FRAMES) == EARLIER_PRIOR_FRAMES else f", {r['prior_frames']} frames")
-                        + ("" if r.get("prior_frame_spacing_fs", EARLIER_PRIOR_SPACING_FS) == EARLIER_PRIOR_SPACING_FS
-                           else f" {r['prior_frame_spacing_fs']:g} fs apart"),
+                        + "".join(label.format(r[column]) for column, label in PRIOR_LABELS.items()
+                                  if prior_of(r, column) != EARLIER_PRIOR[column]),
                         (r["test_energy_mae_meV"], r["test_forces_mae_meV_per_A"]), fontsize=7,
                         xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel("test energy MAE (meV)")
@@ -95,8 +99,8 @@ def main() -> None:
     old = json.loads(out.read_text())["rows"] if out.exists() else []
 
     def key(r):
-        return (r["molecule"], r.get("prior_epochs", EARLIER_PRIOR_EPOCHS), r.get("prior_frames", EARLIER_PRIOR_FRAMES),
-                r.get("prior_frame_spacing_fs", EARLIER_PRIOR_SPACING_FS), r["steps"], r["energy_weight"], r.get("lr", LR))  # rows without lr ran at LR
+        return (r["molecule"], *(prior_of(r, column) for column in EARLIER_PRIOR), r["steps"], r["energy_weight"],
+                r.get("lr", LR))  # rows without lr ran at LR
 
     done = {key(r) for r in new}
     rows = sorted([r for r in old if key(r) not in done] + new, key=key)

@@ -131,8 +131,10 @@ def main():
             row |= {"mace_small_ms_per_call": statistics.median(peer[setting]), "mace_small_rounds_ms": peer[setting]}
             row["speedup_vs_mace_small"] = row["mace_small_ms_per_call"] / row["anids_md_ms_per_call"]
         calls.append({**row, "provenance": stamp})
-    md = {dtype: md_steps_per_second(atoms, args.model, dtype) for dtype in ("float32", "float64")}
-    training = {str(t): training_throughput(args.model, train_file, t) for t in (1, 2)}
+    throughput = [{"quantity": "velocity-Verlet MD steps per second", "dtype": dtype, "threads": 1,
+                   "value": md_steps_per_second(atoms, args.model, dtype), "provenance": stamp} for dtype in ("float32", "float64")]
+    throughput += [{"quantity": "training structures per second, batch 8", "dtype": "float32", "threads": t,
+                    "value": training_throughput(args.model, train_file, t), "provenance": stamp} for t in (1, 2)]
     model, _ = load_checkpoint(args.model)
     result = {
         "machine": machine(),
@@ -144,12 +146,11 @@ def main():
                     "median over rounds; anids-md and MACE small (random weights) alternate in each round; first_call_s is the "
                     "first call of each round (with compile=True: the compilation, from torch's on-disk cache after round 0)",
         "calls": calls,
-        "md_steps_per_second_1_thread": md,
-        "training_structures_per_second_batch8": training,
+        "throughput": throughput,
     }
     (RESULTS / "speed.json").write_text(json.dumps(result, indent=2))
     plot(calls, RESULTS / "speed.png", not args.no_peer)
-    print(json.dumps({"calls": calls, "md": md, "training": training}, indent=2))
+    print(json.dumps({"calls": calls, "throughput": throughput}, indent=2))
 
 
 def plot(calls, path, with_peer):

@@ -240,31 +240,3 @@ def test_a_jointly_trained_generator_adds_kl_and_hinge_and_gets_gradients(tmp_pa
     weighted.backward()
     gradients = [p.grad for n, p in joint.trainable.named_parameters() if n.startswith("denoising.generator.")]
     assert any(g is not None and float(g.abs().max()) > 0 for g in gradients)
-
-
-def test_the_anchor_penalty_is_its_closed_form_and_holds_the_weights_near_their_start(tmp_path, frames_file, pretrained):  # noqa: F811
-    trainer = finetune(tmp_path, frames_file, pretrained, "optim.anchor_weight=0.5", "optim.epochs=1")
-    batch = collate(trainer.train_graphs[:4]).to(dtype=torch.float32)
-    weight = trainer.model.encoder.blocks[0].gate.gates.weight
-    with torch.no_grad():
-        weight.add_(0.1)  # moved from the start by 0.1 in each entry
-    plain = energy_force_loss(trainer.model, batch, trainer.config.optim.energy_weight, trainer.config.optim.forces_weight)
-    anchored = trainer.objective([0, 1, 2, 3], 0, None)
-    expected = float(plain["loss"].detach()) + 0.5 * 0.01 * weight.numel()
-    assert float(anchored["loss"].detach()) == pytest.approx(expected, rel=1e-5)
-
-    def distance_after_training(anchor_weight: str, name: str) -> float:
-        run = Trainer(tiny_run(tmp_path, frames_file, f"init={pretrained[0].run_dir / 'model.safetensors'}", f"name={name}",
-                               f"optim.anchor_weight={anchor_weight}", "optim.max_steps=20"), progress=False)
-        start = {n: p.detach().clone() for n, p in run.model.named_parameters()}
-        run.fit()
-        return sum(float(((p.detach() - start[n]) ** 2).sum()) for n, p in run.model.named_parameters())
-
-    assert distance_after_training("100", "held") < 0.5 * distance_after_training("0", "free")
-
-
-def test_an_anchor_without_a_start_is_refused(tmp_path, frames_file):
-    with pytest.raises(ValueError, match="anchor_weight .* needs init"):
-        tiny_run(tmp_path, frames_file, "optim.anchor_weight=0.1")
-    with pytest.raises(ValueError, match="anchor_weight must be 0 or more"):
-        tiny_run(tmp_path, frames_file, "optim.anchor_weight=-1")

@@ -59,10 +59,6 @@ class OptimConfig:
     min_lr_ratio: float = 0.01  # cosine decays to lr * min_lr_ratio
     warmup_steps: int = 200
     weight_decay: float = 0.0
-    # λ on Σ (θ − θ_init)² over the network's weights (L2-SP): holds a fine-tune near the start it
-    # was given (init or the molecule prior), so that a few labelled frames correct that start
-    # rather than overwrite it. 0: off.
-    anchor_weight: float = 0.0
     amsgrad: bool = False  # AdamW's AMSGrad variant (the step size never grows back; MACE's choice)
     energy_weight: float = 1.0  # on (ΔE / force_scale)^2 per structure
     # on (ΔF / force_scale)^2 per component; MACE's 100 against 10: aspirin rmd17-50 test forces
@@ -84,8 +80,6 @@ class OptimConfig:
         for name, value in counts.items():
             if value is not None and not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"optim.{name} must be a whole number of at least 1, got {value!r}")
-        if not self.anchor_weight >= 0:
-            raise ValueError(f"optim.anchor_weight must be 0 or more, got {self.anchor_weight}")
         for name in ("max_wall_s", "lr", "grad_clip"):
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -169,8 +163,6 @@ class TrainConfig:
         check_run_name(self.name)
         if self.prior is not None and self.init is not None:
             raise ValueError("prior: and init: both choose the starting weights; set prior.init to start the prior's fit from a checkpoint")
-        if self.optim.anchor_weight > 0 and self.init is None and self.prior is None:
-            raise ValueError("optim.anchor_weight holds the weights near their start: it needs init= or prior:")
 
     @property
     def run_dir(self) -> Path:

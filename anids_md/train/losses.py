@@ -42,9 +42,3 @@ def energy_force_loss(model: ForceField, batch: AtomicGraph, energy_weight: floa
     """Weighted energy and force errors of a clean batch."""
     out = model(batch, compute_forces=True, create_graph=True)
     return energy_force_terms(out, batch, model.config.force_scale, energy_weight, forces_weight, form)
-
-
-def anchor_penalty(model: torch.nn.Module, anchor: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Σ (θ − θ_anchor)² over the model's parameters named in `anchor` (L2-SP)."""
-    params = dict(model.named_parameters())
-    return sum(((params[name] - start) ** 2).sum() for name, start in anchor.items())

@@ -36,7 +36,7 @@ from ..units import MEV_PER_EV
 from .config import TrainConfig, config_to_dict
 from .denoising import AuxiliaryDenoising
 from .loop import TrainingLoop
-from .losses import anchor_penalty, energy_force_loss
+from .losses import energy_force_loss
 from .run_dir import check_run_dir, claim_run_dir
 
 logger = logging.getLogger(__name__)
@@ -194,8 +194,6 @@ class Trainer(TrainingLoop):
         if trained_init:
             align_energy_shift(self.model, self.train_graphs)
         self.model.to(self.device, self.dtype)
-        # the starting weights that optim.anchor_weight pulls towards (re-read from init on a resume)
-        self.anchor = {n: p.detach().clone() for n, p in self.model.named_parameters()} if config.optim.anchor_weight > 0 else None
         self.denoising = None
         if config.denoise.kind != "none":
             self.denoising = AuxiliaryDenoising(config, self.model, self.train_graphs).to(self.device, self.dtype)
@@ -213,12 +211,8 @@ class Trainer(TrainingLoop):
         o = self.config.optim
         batch = collate([self.train_graphs[i] for i in indices]).to(dtype=self.dtype)
         if self.denoising is None:
-            losses = energy_force_loss(self.model, batch, o.energy_weight, o.forces_weight, o.loss)
-        else:
-            losses = self.denoising.loss(self.model, batch, indices, step / self.total_steps, o.energy_weight, o.forces_weight, *rngs)
-        if self.anchor is not None:
-            losses["loss"] = losses["loss"] + o.anchor_weight * anchor_penalty(self.model, self.anchor)
-        return losses
+            return energy_force_loss(self.model, batch, o.energy_weight, o.forces_weight, o.loss)
+        return self.denoising.loss(self.model, batch, indices, step / self.total_steps, o.energy_weight, o.forces_weight, *rngs)
 
     def validate(self) -> dict:
         energy, forces = predict(self.ema.model, self.valid_graphs)

@@ -147,6 +147,7 @@ def main():
                     "first call of each round (with compile=True: the compilation, from torch's on-disk cache after round 0)",
         "calls": calls,
         "throughput": throughput,
+        "provenance": stamp,  # the whole file's too: model_config and the text above come from the same run
     }
     (RESULTS / "speed.json").write_text(json.dumps(result, indent=2))
     plot(calls, RESULTS / "speed.png", not args.no_peer)

@@ -23,6 +23,11 @@ def _count(text: str) -> int:
     return _checked(text, int, lambda v: v >= 1, "a whole number of at least 1")
 
 
+def _optional_count(text: str) -> int | None:
+    """A whole number of at least 1, or 'none' (or 'null')."""
+    return None if text.lower() in ("none", "null") else _count(text)
+
+
 def _non_negative_count(text: str) -> int:
     return _checked(text, int, lambda v: v >= 0, "a whole number, 0 or more")
 
@@ -552,7 +557,9 @@ def fit_arguments(p) -> None:
     p.add_argument("--max-rmsd", type=_positive, default=d.max_rmsd_A, help="Å: the validation fails (exit status 1) when the ML "
                    "minimum is farther than this from the DFT minimum")
     p.add_argument("--init", default=d.init, help="pretrained backbone (checkpoint or shipped name)")
-    p.add_argument("--steps", type=_count, default=d.steps, help="optimiser steps per fit")
+    p.add_argument("--steps", type=_count, default=d.steps, help="optimiser steps of the first fit")
+    p.add_argument("--refit-steps", type=_optional_count, default=d.refit_steps, help="optimiser steps of each round's fit, "
+                   "continued from the previous fit; 'none' to start every fit afresh for --steps (default: %(default)s)")
     p.add_argument("--workers", type=_count, default=d.workers, help="parallel DFT labelling processes")
     p.add_argument("--executor", choices=EXECUTORS, default=d.executor, help="local process pool, or a Dask cluster")
     p.add_argument("--scheduler", help="Dask scheduler address (with --executor dask)")
@@ -570,7 +577,8 @@ def cmd_fit(args) -> None:
                            conformers=args.conformers, pool_frames=args.pool_frames, prior_epochs=args.prior_epochs,
                            prior_init=args.prior_init, dft_conformers=args.dft_conformers,
                            max_rmsd_A=args.max_rmsd, dft_budget=args.dft_budget, time_budget_min=args.time_budget,
-                           stop_spread_meV_per_A=args.stop_spread, init=args.init, steps=args.steps, workers=args.workers, executor=args.executor,
+                           stop_spread_meV_per_A=args.stop_spread, init=args.init, steps=args.steps,
+                           refit_steps=args.refit_steps, workers=args.workers, executor=args.executor,
                            scheduler=args.scheduler, threads=args.threads, seed=args.seed)
     report = fit(args.input, args.output, settings, charge=args.charge, spin=args.spin, cache_dir=args.cache, progress=not args.quiet)
     print(f"{report.formula} at {report.level}: held-out force MAE {report.heldout_forces_mae_meV_per_A:.1f} meV/Å, "

@@ -66,6 +66,8 @@ def _arm(row: dict) -> str:
         arm += f"\n{row['selection']}, committee {row['committee']}"
     if row.get("prior_init"):
         arm += f"\nprior from {row['prior_init']}"
+    if row.get("refit_steps"):  # rows from before it have every fit start from the prior
+        arm += f"\nrefits of {row['refit_steps']} steps"
     return arm
 
 
@@ -94,6 +96,8 @@ def main() -> None:
     parser.add_argument("--test-frames", type=int, default=FitSettings.test_frames)
     parser.add_argument("--selection", default=FitSettings.selection, help="random | farthest | committee")
     parser.add_argument("--committee", type=int, default=FitSettings.committee, help="models per fit")
+    parser.add_argument("--refit-steps", default=str(FitSettings.refit_steps),
+                        help="steps of each round's fit from the previous one; 'none': every fit from the prior for --steps")
     parser.add_argument("--time-budget", type=float, help="minutes after which no round starts (FitSettings.time_budget_min)")
     parser.add_argument("--prior-init", default=FitSettings.prior_init,
                         help="xtb-md: checkpoint the molecule prior's fit starts from, 'none' for from scratch")
@@ -104,6 +108,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.prior_init.lower() in ("none", "null"):
         args.prior_init = None
+    args.refit_steps = None if args.refit_steps.lower() in ("none", "null") else int(args.refit_steps)
     out = Path(args.out or RESULTS / f"fit_{args.name}")
     test_file = rmd17_dir(args.data) / f"rmd17_{args.name}_test_01.npz"
     test = read_rmd17(test_file)
@@ -114,14 +119,14 @@ def main() -> None:
             settings = FitSettings(sampler=sampler, seed=seed, workers=args.workers, frames=args.frames, rounds=args.rounds,
                                    frames_per_round=args.frames_per_round, test_frames=args.test_frames, selection=args.selection,
                                    committee=args.committee, prior_init=args.prior_init,
-                                   time_budget_min=args.time_budget)
+                                   refit_steps=args.refit_steps, time_budget_min=args.time_budget)
             frames = "" if args.frames == FitSettings.frames else f"-f{args.frames}"
             chooser = "" if args.selection == "random" and args.committee == 1 else f"-{args.selection}{args.committee}"
             start = f"-{Path(args.prior_init).stem}" if args.prior_init else ""
             folder = Path(args.runs) / f"{args.name}-{sampler}{frames}{chooser}{start}-s{seed}"
             report = fit(args.smiles, folder, settings, cache_dir=args.cache)
             transfer = transfer_errors(folder / "model.safetensors", test)
-            rows.append({**asdict(report), "seed": seed, "frames": args.frames, "prior_init": args.prior_init,
+            rows.append({**asdict(report), "seed": seed, "frames": args.frames, "prior_init": args.prior_init, "refit_steps": args.refit_steps,
                          "rmd17_test_forces_mae_meV_per_A": transfer["forces_mae_meV_per_A"],
                          "rmd17_test_frames": transfer["n_structures"], "cold_cache": cold,
                          "provenance": provenance(models=[folder / "model.safetensors"], data=[test_file])})

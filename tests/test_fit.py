@@ -156,9 +156,11 @@ def test_xtb_md_fit_with_a_committee_resumes_and_fails_validation_by_exit_status
                            prior_epochs=2, rounds=1, frames_per_round=2, test_frames=4, md_steps=40, steps=60, nve_steps=40,
                            workers=2, temperature_K=300.0, max_rmsd_A=1e-6)
     real = pipeline._fit_models
+    labels_at_kill = []
 
     def killed_in_round_one(out, index, *args, **kwargs):
-        if index == 1:
+        if index == 1:  # the held-out frames are queued by now: some may be labelled before the kill
+            labels_at_kill.append(len(list((tmp_path / "cache").glob("sp-*"))))
             raise KeyboardInterrupt
         return real(out, index, *args, **kwargs)
 
@@ -174,8 +176,10 @@ def test_xtb_md_fit_with_a_committee_resumes_and_fails_validation_by_exit_status
               "--cache", str(tmp_path / "cache"), "--quiet"])
     saved = json.loads((tmp_path / "water" / "report.json").read_text())
     assert saved["validation"].startswith("FAILED VALIDATION") and not saved["passed"]
-    assert saved["n_dft_computed"] == 4  # only the held-out frames: everything before the kill came from the cache
     calls = saved["dft_calls_per_stage"]
+    # every label made before the kill came from the cache: only held-out frames still unlabelled then were computed
+    assert labels_at_kill[0] >= calls["first frames"] + calls["round 1"]
+    assert saved["n_dft_computed"] == len(list((tmp_path / "cache").glob("sp-*"))) - labels_at_kill[0] <= 4
     assert calls["first frames"] == 6 and calls["round 1"] == 2 and calls["held out"] == 4
     assert saved["n_train_frames"] == 6 + 2 + calls["dft_minimum"]
     assert saved["xtb"]["frames"] == 20 and saved["xtb"]["minima"] == 1 and saved["xtb"]["conformers_dropped_bonding_changed"] == 0
@@ -293,3 +297,9 @@ def test_fine_tunes_from_a_prior_follow_the_recommended_recipe(tmp_path):
     from_backbone = fine_tune_configs(frames, 10, 1, tmp_path / "training", FitSettings(steps=123), None)
     assert from_backbone[0].init == FitSettings().init and from_backbone[0].denoise.kind == "anisotropic"
     assert from_backbone[0].name != configs[0].name.removesuffix("-m0")  # another recipe, another run folder
+    # a round's refit: each member continues from its own previous model, for refit_steps
+    previous = [tmp_path / "m0.safetensors", tmp_path / "m1.safetensors"]
+    refits = fine_tune_configs(frames, 10, 2, tmp_path / "training", FitSettings(steps=123, refit_steps=45, committee=2,
+                                                                              selection="committee"), prior, previous)
+    assert [c.init for c in refits] == [str(m) for m in previous] and {c.optim.max_steps for c in refits} == {45}
+    assert refits[0].optim.lr == recipe.lr and refits[0].name != configs[0].name

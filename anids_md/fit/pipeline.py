@@ -173,8 +173,11 @@ def _fit(source, out: Path, settings, charge, spin, cache_dir, progress) -> FitR
                 calls.add(stage, len(labelled), computed, failed)
                 return labelled
 
+        def submit(frames: list[Atoms]) -> dict:
+            return submit_labels(frames, level, executor, cache_dir)
+
         def label(frames: list[Atoms], stage: str) -> list[Atoms]:
-            return finish(submit_labels(frames, level, executor, cache_dir), stage)
+            return finish(submit(frames), stage)
 
         prior, xtb, starts, first_labels = None, {}, [molecule.atoms], None
         if s.sampler == "xtb-md":
@@ -190,7 +193,7 @@ def _fit(source, out: Path, settings, charge, spin, cache_dir, progress) -> FitR
             candidates = [Atoms(numbers=a.numbers, positions=a.positions) for a in pool.frames]
             if s.selection == "random":  # needs no model: labelled on the free workers while the prior is fitted
                 chosen = select_frames(candidates, min(s.frames, len(candidates)), "random", s.seed)
-                first_labels = submit_labels([candidates[k] for k in chosen], level, executor, cache_dir)
+                first_labels = submit([candidates[k] for k in chosen])
             with clock("prior"):
                 summary, prior = fit_prior(out / "xtb" / "pool.extxyz", out / "xtb" / "fit", prior_settings, xtb_level, s.seed, progress)
             xtb = {"frames": len(pool.frames), "minima": len(minima.atoms), "minima_energies_eV": minima.energies_eV,
@@ -219,11 +222,11 @@ def _fit(source, out: Path, settings, charge, spin, cache_dir, progress) -> FitR
                     candidates = sample_configurations(minimum, s.frames * s.candidates, s.sampler, s.temperature_K, s.seed, s.init, hessian)
                 features = None if s.selection == "random" else load_checkpoint(prior or s.init)[0]
                 chosen = select_frames(candidates, min(s.frames, len(candidates)), s.selection, s.seed, model=features)
-            first_labels = submit_labels([candidates[k] for k in chosen], level, executor, cache_dir)
+            first_labels = submit([candidates[k] for k in chosen])
         # the optimisation's gradients are DFT data near the minimum, already paid for
         first = finish(first_labels, "first frames") + [f for result in optimisations for f in result.path_frames()]
-        train_frames, heldout, model_path, fits, stopped = _active_rounds(out, minimum, first, label, s, prior, clock, calls, progress,
-                                                                         executor)
+        train_frames, heldout, model_path, fits, stopped = _active_rounds(out, minimum, first, submit, finish, s, prior, clock, calls,
+                                                                         progress, executor)
     _write_frames(out / "train_frames.extxyz", train_frames)
     _write_frames(out / "heldout_frames.extxyz", heldout)
     shutil.copyfile(model_path, out / "model.safetensors")
@@ -278,17 +281,19 @@ def _counted_minimum(minimum, calls: DFTCalls):
     return minimum
 
 
-def _active_rounds(out: Path, minimum: Atoms, train_frames: list[Atoms], label, s: FitSettings, prior: Path | None,
+def _active_rounds(out: Path, minimum: Atoms, train_frames: list[Atoms], submit, finish, s: FitSettings, prior: Path | None,
                    clock: StageClock, calls: DFTCalls, progress: bool, executor):
     """Fit on the first frames; then per round, MD with the current model, the selection's choice
-    of its frames labelled and added, and a refit. Rounds stop after `s.rounds`, when the next
-    would pass the DFT or time budget, or (committee) when no candidate's spread reaches
-    `s.stop_spread_meV_per_A`. A last MD run gives the held-out frames. Returns the training
-    frames, the held-out frames, the final model's path, a summary per fit, and why rounds stopped."""
+    of its frames labelled and added, and a refit (from the previous fit, `s.refit_steps`). Rounds
+    stop after `s.rounds`, when the next would pass the DFT or time budget, or (committee) when no
+    candidate's spread reaches `s.stop_spread_meV_per_A`. The held-out frames come from a separate
+    MD run with the model the last round sampled with, and are labelled while the last fit trains
+    (with no round, from the first fit's model). Returns the training frames, the held-out frames,
+    the final model's path, a summary per fit, and why rounds stopped."""
     fits = []
     with clock("training"):
-        model_path = _fit_models(out, 0, train_frames, s, prior, progress, fits, executor)
-    stopped = f"{s.rounds} rounds done"
+        model_path, members = _fit_models(out, 0, train_frames, s, prior, progress, fits, executor)
+    stopped, heldout = f"{s.rounds} rounds done", None
     for round_index in range(1, s.rounds + 1):
         if s.dft_budget is not None and calls.used + s.frames_per_round > s.dft_budget:
             stopped = f"DFT budget: {calls.used} calls used, a round adds {s.frames_per_round}, budget {s.dft_budget}"
@@ -311,12 +316,21 @@ def _active_rounds(out: Path, minimum: Atoms, train_frames: list[Atoms], label, 
             else:
                 features = None if s.selection == "random" else load_force_fields(model_path)[0][0]
                 chosen = select_frames(md_frames, n, s.selection, s.seed + round_index, model=features)
-        train_frames = train_frames + label([md_frames[k] for k in chosen], f"round {round_index}")
+        labelling = submit([md_frames[k] for k in chosen])
+        if round_index == s.rounds:  # queued behind the round's frames, so the workers label them while the last fit trains
+            heldout = submit(_heldout_frames(model_path, minimum, s, out, progress, clock))
+        train_frames = train_frames + finish(labelling, f"round {round_index}")
         with clock("training"):
-            model_path = _fit_models(out, round_index, train_frames, s, prior, progress, fits, executor)
+            start = members if s.refit_steps is not None else None
+            model_path, members = _fit_models(out, round_index, train_frames, s, prior, progress, fits, executor, start)
+    if heldout is None:
+        heldout = submit(_heldout_frames(model_path, minimum, s, out, progress, clock))
+    return train_frames, finish(heldout, "held out"), model_path, fits, stopped
+
+
+def _heldout_frames(model_path: Path, minimum: Atoms, s: FitSettings, out: Path, progress: bool, clock: StageClock) -> list[Atoms]:
     with clock("md_rounds"):
-        md_frames = _md_frames(model_path, minimum, s, s.test_frames, out / "md_heldout.extxyz", s.rounds + 1, progress)
-    return train_frames, label(md_frames, "held out"), model_path, fits, stopped
+        return _md_frames(model_path, minimum, s, s.test_frames, out / "md_heldout.extxyz", s.rounds + 1, progress)
 
 
 def _predict(model_path: Path, frames: list[Atoms]) -> dict:
@@ -376,39 +390,45 @@ def _settings_dict(s: FitSettings, level: DFTLevel) -> dict:
 
 
 def _fit_models(out: Path, index: int, frames: list[Atoms], s: FitSettings, prior: Path | None, progress: bool, fits: list,
-                executor) -> Path:
-    """Fine-tune `s.committee` models on `frames` (`fine_tune_configs`). Several models train in
-    parallel on the labelling workers and are returned as one committee file."""
+                executor, start: list[Path] | None = None) -> tuple[Path, list[Path]]:
+    """Fine-tune `s.committee` models on `frames` (`fine_tune_configs`; from the models `start`
+    when given). Several models train in parallel on the labelling workers and are returned as
+    one committee file. Returns the model file and the member models."""
     data = out / f"fit{index}_frames.extxyz"
     _write_frames(data, frames)
-    configs = fine_tune_configs(data, len(frames), index, out / "training", s, prior)
+    configs = fine_tune_configs(data, len(frames), index, out / "training", s, prior, start)
     summaries = _train_all(configs, executor, progress)
     fits.append({"fit": index, "n_frames": len(frames), "valid_forces_mae_meV_per_A": [x["valid"]["forces_mae_meV_per_A"] for x in summaries],
                  "train_wall_s": [x["train_wall_s"] for x in summaries]})
+    members = [c.run_dir / "model.safetensors" for c in configs]
     if s.committee == 1:
-        return configs[0].run_dir / "model.safetensors"
+        return members[0], members
     name = configs[0].name.removesuffix("-m0")  # fit<index>-<digest>
-    return save_committee([c.run_dir / "model.safetensors" for c in configs], configs[0].run_dir.parent / f"{name}-committee.safetensors")
+    return save_committee(members, configs[0].run_dir.parent / f"{name}-committee.safetensors"), members
 
 
-def fine_tune_configs(data: Path, n_frames: int, index: int, output_dir: Path, s: FitSettings, prior: Path | None) -> list:
+def fine_tune_configs(data: Path, n_frames: int, index: int, output_dir: Path, s: FitSettings, prior: Path | None,
+                      start: list[Path] | None = None) -> list:
     """The training configurations of fit `index` on the `n_frames` frames in `data` (80/20
     split), seeds seed, seed+1, ... for a committee: from the molecule prior with the recommended
     few-label recipe's optimiser (rmd17-50-anids: energy weight, learning rate, no denoising), or
-    from the pretrained backbone with auxiliary anisotropic denoising; `s.steps` steps. Run folders
-    are named by a digest of the frames and the resolved recipe: the same fit started again resumes
-    (or reuses) them, other frames or settings never do."""
+    from the pretrained backbone with auxiliary anisotropic denoising; `s.steps` steps. With
+    `start` (one model per member: the previous fit's), each member continues from its model for
+    `s.refit_steps` steps. Run folders are named by a digest of the frames and the resolved
+    recipe: the same fit started again resumes (or reuses) them, other frames or settings never do."""
     n_valid = max(1, round(0.2 * n_frames))
-    recipe_name, start = (("rmd17-50-anids", [f"init={prior}", "prior=null"]) if prior is not None
-                          else ("rmd17-50", [f"init={s.init}", "denoise.kind=anisotropic"]))
-    recipe = [*start, "data.protocol=null", f"data.n_valid={n_valid}", "data.reference_energies=null", f"optim.max_steps={s.steps}",
-              f"optim.patience={s.steps}", "device=cpu"]
+    recipe_name, init, common = (("rmd17-50-anids", prior, ["prior=null"]) if prior is not None
+                                 else ("rmd17-50", s.init, ["denoise.kind=anisotropic", f"denoise.generator={s.init}"]))
+    steps = s.steps if start is None else s.refit_steps
+    inits = [init] * s.committee if start is None else start
+    common = [*common, "data.protocol=null", f"data.n_valid={n_valid}", "data.reference_energies=null", f"optim.max_steps={steps}",
+              f"optim.patience={steps}", "device=cpu", f"data.train={data}"]
     # the whole resolved recipe goes into the digest, so a changed packaged recipe never reuses an old fit
-    resolved = asdict(load_config(recipe_name, [*recipe, f"seed={s.seed}", f"data.train={data}"]))
+    resolved = asdict(load_config(recipe_name, [*common, f"init={inits[0]}", f"seed={s.seed}"]))
     digest = hashlib.sha256(data.read_bytes() + json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return [load_config(recipe_name, [
-        *recipe, f"seed={s.seed + k}", f"name=fit{index}-{digest}" + (f"-m{k}" if s.committee > 1 else ""),
-        f"output_dir={output_dir}", f"data.train={data}", "resume=true",
+        *common, f"init={inits[k]}", f"seed={s.seed + k}", f"name=fit{index}-{digest}" + (f"-m{k}" if s.committee > 1 else ""),
+        f"output_dir={output_dir}", "resume=true",
         "description=" + json.dumps(f"anids-md fit, round {index}: {n_frames - n_valid} training frames"),  # quoted for YAML
     ]) for k in range(s.committee)]
 

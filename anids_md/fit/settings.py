@@ -45,7 +45,10 @@ class FitSettings:
     time_budget_min: float | None = None  # no round starts after this many minutes
     stop_spread_meV_per_A: float | None = None  # committee: rounds end when no candidate's largest force spread reaches it
     init: str = "qm9-anids"  # displacement samplers: the pretrained backbone the fits start from (xtb-md: the molecule prior)
-    steps: int = 3000  # optimiser steps per fit
+    steps: int = 3000  # optimiser steps of the first fit
+    # the rounds' fits continue from the previous fit's model(s) for this many steps (None: each starts
+    # again from the prior or backbone for `steps`)
+    refit_steps: int | None = 1000
     nve_steps: int = 2000  # the float64 drift check, 0.5 fs steps
     workers: int = 2  # parallel DFT labelling
     executor: str = "local"  # local | dask
@@ -68,7 +71,7 @@ class FitSettings:
                      "prior_epochs", "dft_conformers", "candidates", "committee"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("dft_budget", "time_budget_min", "stop_spread_meV_per_A"):
+        for name in ("dft_budget", "time_budget_min", "stop_spread_meV_per_A", "refit_steps"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be positive (or None for no limit), got {value}")

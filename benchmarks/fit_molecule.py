@@ -61,7 +61,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
 
 def _arm(row: dict) -> str:
-    arm = f"{row['sampler']}, {row.get('frames', FitSettings.frames)} frames"
+    arm = f"{row['sampler']}, {row.get('frames', FitSettings.frames)} frames, {len(row['rounds']) - 1} rounds"
     if row.get("selection", "random") != "random" or row.get("committee", 1) > 1:
         arm += f"\n{row['selection']}, committee {row['committee']}"
     if row.get("prior_init"):

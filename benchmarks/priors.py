@@ -49,9 +49,8 @@ ARMS = {
     "foundation-denoise-joint": ("rmd17-50-anids", ["prior=null", "init={foundation}", "denoise.kind=anisotropic",
                                                     "denoise.generator=qm9-anids", "denoise.train_generator=true"]),
     "foundation-denoise-fixed": ("rmd17-50-anids", ["prior=null", "init={foundation}", "denoise.kind=fixed"]),
-    # with the fine-tune its sibling rows above ran with (2000 steps at 5e-3), to compare with them
     "foundation-denoise-isotropic": ("rmd17-50-anids", ["prior=null", "init={foundation}", "denoise.kind=isotropic",
-                                                        "denoise.generator={isotropic}", "optim.max_steps=2000", "optim.lr=5e-3"]),
+                                                        "denoise.generator={isotropic}"]),
 }
 OUT = RESULTS / "priors_rmd17-50.json"
 

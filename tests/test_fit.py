@@ -244,7 +244,8 @@ def test_xtb_pool_drops_conformers_whose_bonding_changes_and_keeps_distinct_mini
 def test_xtb_md_fit_labels_on_the_workers_while_xtb_runs_and_the_prior_fits(tmp_path, monkeypatch):
     """The DFT optimisation is handed to the workers before the xTB MD starts, and (random
     selection needs no model) the first frames before the prior's fit: the slow DFT work runs
-    beside the xTB work instead of after it."""
+    beside the xTB work instead of after it. The held-out frames are queued before the last fit,
+    so they are labelled while it trains."""
     from concurrent.futures import ThreadPoolExecutor
     from contextlib import contextmanager
 
@@ -271,10 +272,12 @@ def test_xtb_md_fit_labels_on_the_workers_while_xtb_runs_and_the_prior_fits(tmp_
     monkeypatch.setattr(pipeline, "labelling_pool", recording_pool)
     monkeypatch.setattr(pipeline, "xtb_pool", recorded("xtb MD", pipeline.xtb_pool))
     monkeypatch.setattr(pipeline, "fit_prior", recorded("prior fit", pipeline.fit_prior))
+    monkeypatch.setattr(pipeline, "_fit_models", recorded("fit", pipeline._fit_models))
     settings = FitSettings(level=FAST, sampler="xtb-md", frames=5, pool_frames=20, prior_epochs=2, rounds=1, frames_per_round=2,
                            test_frames=3, md_steps=40, steps=40, nve_steps=40, workers=2, temperature_K=300.0, max_rmsd_A=1.0)
     report = fit("O", tmp_path / "water", settings, cache_dir=tmp_path / "cache", progress=False)
     assert events[:8] == ["dft_optimize", "xtb MD"] + ["single_point"] * 5 + ["prior fit"]
+    assert events[8:] == ["fit"] + ["single_point"] * (2 + 3) + ["fit"]  # round 1's frames, the held-out ones, the last fit
     assert report.dft_calls_per_stage["first frames"] == 5 and report.n_train_frames == 5 + 2 + report.dft_calls_per_stage["dft_minimum"]
     assert set(report.stage_wall_s) >= {"xtb_sampling", "prior", "dft_minimum", "sampling_and_labelling", "training"}
 

@@ -2,7 +2,7 @@
 (10 000 steps) against the recommended recipe rmd17-50-anids (the molecule's GFN2-xTB prior, built
 by `train` itself: xTB minimum of train frame 0, Langevin MD at 500 K from 4 starts, 1000 frames,
 a 60-epoch fit from the qm9-xtb foundation; then 4000 steps at peak lr 2e-3 on the 50 DFT frames;
-2000 steps at 5e-3 until 2026-12-03, which the prior-from-scratch and foundation-denoise* rows still used), and its
+2000 steps at 5e-3 until 2026-12-03, which the prior-from-scratch rows still used), and its
 variants: the prior fitted from scratch (60 epochs; the recommended recipe until 2026-12-02), the
 foundation alone without a molecule prior (`--foundation`, default qm9-xtb), and the earlier
 recipe (qm9-anids with auxiliary anisotropic denoising, 10 000 steps); and the ablation of

@@ -88,6 +88,8 @@ def test_fit_water_end_to_end(tmp_path):
     assert tight.n_train_frames == 12 + optimisation and len(tight.rounds) == 1
     with pytest.raises(ValueError, match="dft_budget must be positive"):
         FitSettings(dft_budget=0)
+    with pytest.raises(ValueError, match="refit_steps must be positive"):
+        FitSettings(refit_steps=0)
     with pytest.raises(ValueError, match="needs committee selection"):
         FitSettings(stop_spread_meV_per_A=50.0)
 

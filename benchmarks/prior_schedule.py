@@ -1,12 +1,12 @@
 """How long, with which energy weight and at which learning rate should a fine-tune that starts
 from a molecule prior train? rmd17-50 (50 PBE frames, validation on 50 more, test on all 1000 test
 frames), the plain recipe started from a given prior checkpoint, for each (steps, energy weight,
-peak learning rate) of the grid; the forces weight stays 100. One seed, one thread per run.
+peak learning rate) of the grid; the forces weight stays 100. Fine-tune seed 0 (the prior has its own), one thread per run.
 
     python benchmarks/prior_schedule.py --molecule ethanol --prior PRIOR/fit/model.safetensors --grid 1000:1 2000:1 2000:3:1e-3
 
 Writes benchmarks/results/prior_schedule_rmd17-50.json (or `--out`) and .png (rows gathered by
-molecule, the prior's epochs, frames and their spacing, steps, energy weight and learning rate; a run folder that holds a
+molecule, the prior's epochs, frames, their spacing and seed, steps, energy weight and learning rate; a run folder that holds a
 summary is read, not trained again, so a grid on another prior needs its own `--runs`).
 """
 
@@ -23,8 +23,8 @@ from anids_md.train.config import OptimConfig
 
 OUT = RESULTS / "prior_schedule_rmd17-50.json"
 LR = OptimConfig.lr  # the plain recipe's peak learning rate
-# rows written before a column of the prior existed: 30-epoch fits on 1000 xTB frames 20 fs apart
-EARLIER_PRIOR = {"prior_epochs": 30, "prior_frames": 1000, "prior_frame_spacing_fs": 20.0}
+# rows written before a column of the prior existed: 30-epoch fits on 1000 xTB frames 20 fs apart, seed 0
+EARLIER_PRIOR = {"prior_epochs": 30, "prior_frames": 1000, "prior_frame_spacing_fs": 20.0, "prior_seed": 0}
 
 
 def prior_of(row: dict, column: str):
@@ -48,6 +48,7 @@ def run(args, steps: int, energy_weight: float, lr: float) -> dict:
     sampled = json.loads((Path(args.prior).parents[1] / "manifest.json").read_text())  # the prior's xTB MD
     spacing_fs = sampled["settings"]["interval"] * sampled["settings"]["timestep_fs"]
     return {"molecule": args.molecule, "prior_epochs": prior["epochs"], "prior_frames": sampled["n_frames"], "prior_frame_spacing_fs": spacing_fs,
+            "prior_seed": sampled["seed"],
             "prior_valid_xtb_forces_mae_meV_per_A": prior["valid"]["forces_mae_meV_per_A"],
             "steps": steps, "energy_weight": energy_weight, "lr": lr, "best_epoch": summary["best_epoch"],
             "test_forces_mae_meV_per_A": summary["test"]["forces_mae_meV_per_A"], "test_energy_mae_meV": summary["test"]["energy_mae_meV"],
@@ -55,7 +56,8 @@ def run(args, steps: int, energy_weight: float, lr: float) -> dict:
             "provenance": provenance(models=[Path(args.runs) / name / "model.safetensors", args.prior], data=files)}
 
 
-PRIOR_LABELS = {"prior_epochs": ", prior {} ep", "prior_frames": ", {} frames", "prior_frame_spacing_fs": " {:g} fs apart"}
+PRIOR_LABELS = {"prior_epochs": ", prior {} ep", "prior_frames": ", {} frames", "prior_frame_spacing_fs": " {:g} fs apart",
+                "prior_seed": ", prior seed {}"}
 
 
 def plot(rows: list[dict], path: Path) -> None:

@@ -50,6 +50,7 @@ def run(args, steps: int, energy_weight: float, lr: float) -> dict:
     return {"molecule": args.molecule, "prior_epochs": prior["epochs"], "prior_frames": sampled["n_frames"], "prior_frame_spacing_fs": spacing_fs,
             "prior_seed": sampled["seed"],
             "prior_valid_xtb_forces_mae_meV_per_A": prior["valid"]["forces_mae_meV_per_A"],
+            "prior_xtb_wall_s": round(sampled["xtb_wall_s"], 1), "prior_fit_wall_s": prior["train_wall_s"],
             "steps": steps, "energy_weight": energy_weight, "lr": lr, "best_epoch": summary["best_epoch"],
             "test_forces_mae_meV_per_A": summary["test"]["forces_mae_meV_per_A"], "test_energy_mae_meV": summary["test"]["energy_mae_meV"],
             "finetune_wall_s": summary["train_wall_s"],

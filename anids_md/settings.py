@@ -14,7 +14,7 @@ class PriorConfig:
 
     method: str = "GFN2-xTB"  # GFN2-xTB | GFN1-xTB (tblite)
     temperature_K: float = 500.0
-    # 2000 frames for 90 epochs fit xTB better and the fine-tunes gain 10-16 % (toluene 9.6 against
+    # 2000 frames for 90 epochs fit xTB better and the fine-tunes gain 10-15 % (toluene 9.6 against
     # 11.4 meV/Å), but take 2.7 times as long (aspirin 32 min): benchmarks/results/prior_data_rmd17-50.json
     frames: int = 1000  # per molecule, spread over the starts
     starts: int = 4  # independent MD runs from the xTB minimum, each with its own velocities

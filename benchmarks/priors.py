@@ -4,19 +4,20 @@ by `train` itself: xTB minimum of train frame 0, Langevin MD at 500 K from 4 sta
 a 60-epoch fit from the qm9-xtb foundation; then 4000 steps at peak lr 2e-3 on the 50 DFT frames;
 2000 steps at 5e-3 until 2026-12-03, which the prior-from-scratch rows still used), and its
 variants: the prior fitted from scratch (60 epochs; the recommended recipe until 2026-12-02), the
-foundation alone without a molecule prior (`--foundation`, default qm9-xtb), and the earlier
-recipe (qm9-anids with auxiliary anisotropic denoising, 10 000 steps); and the ablation of
-auxiliary denoising on top of the prior or the foundation (`prior-denoise*`, `foundation-denoise*`:
-anisotropic noise from qm9-anids's generator, frozen or trained jointly, fixed noise, or isotropic
-noise from a generator pretrained with it: `--isotropic-generator`). Each at its recipe's full
-budget, one thread. The plot marks MACE small trained on the same 50 frames with its own rMD17
-recipe (600 epochs; `vs_mace.json`, with its wall time per run).
+foundation alone without a molecule prior (`--foundation`, default qm9-xtb), the recommended
+recipe with its prior fitted from that foundation (`recommended-foundation`: to try a new one),
+and the earlier recipe (qm9-anids with auxiliary anisotropic denoising, 10 000 steps); and the
+ablation of auxiliary denoising on top of the prior or the foundation (`prior-denoise*`,
+`foundation-denoise*`: anisotropic noise from qm9-anids's generator, frozen or trained jointly,
+fixed noise, or isotropic noise from a generator pretrained with it: `--isotropic-generator`).
+Each at its recipe's full budget, one thread. The plot marks MACE small trained on the same 50
+frames with its own rMD17 recipe (600 epochs; `vs_mace.json`, with its wall time per run).
 
     python benchmarks/priors.py --molecules ethanol aspirin --seeds 0 1 --arms scratch recommended foundation [--workers 2]
 
-Writes benchmarks/results/priors_rmd17-50.json and .png (rows gathered by molecule, arm and seed;
-each row carries its own provenance; a run folder that holds a summary is read, not trained
-again). The prior's cost (xTB seconds, fit seconds) is in its row."""
+Writes benchmarks/results/priors_rmd17-50.json (or `--out`) and .png (rows gathered by molecule,
+arm and seed; each row carries its own provenance; a run folder that holds a summary is read, not
+trained again). The prior's cost (xTB seconds, fit seconds) is in its row."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ ARMS = {
     "recommended": ("rmd17-50-anids", []),
     "prior-from-scratch": ("rmd17-50-anids", ["prior.init=null", "prior.epochs=60"]),
     "foundation": ("rmd17-50-anids", ["prior=null", "init={foundation}"]),
+    "recommended-foundation": ("rmd17-50-anids", ["prior.init={foundation}"]),  # the prior fitted from --foundation
     # the ablation: auxiliary denoising added to the recommended recipe and to the foundation arm,
     # anisotropic with qm9-anids's generator (frozen, or trained with the model as AniDS eq. 27)
     # or fixed isotropic noise, or isotropic with a per-atom scale from a generator pretrained so
@@ -130,15 +132,16 @@ def main() -> None:
                         help="QM9 denoising pretraining with isotropic noise, for the *-isotropic arm: anids-md pretrain "
                              "--config pretrain_qm9 noise.kind=isotropic name=qm9-isotropic")
     parser.add_argument("--data", help="folder of the rMD17 split files (default $ANIDS_RMD17 or ../shared/data/rmd17)")
+    parser.add_argument("--out", type=Path, default=OUT, help="results JSON (the plot beside it)")
     args = parser.parse_args()
     jobs = [(m, a, s) for m in args.molecules for a in args.arms for s in args.seeds]
     with ThreadPoolExecutor(args.workers) as pool:
         new = list(pool.map(lambda job: run_arm(args, *job), jobs))
-    old = json.loads(OUT.read_text())["rows"] if OUT.exists() else []
+    old = json.loads(args.out.read_text())["rows"] if args.out.exists() else []
     keep = [r for r in old if (r["molecule"], r["arm"], r["seed"]) not in {(m, a, s) for m, a, s in jobs}]
     rows = sorted(keep + new, key=lambda r: (r["molecule"], r["arm"], r["seed"]))
-    OUT.write_text(json.dumps({"machine": machine(), "protocol": __doc__.split("\n\n")[0].replace("\n", " "), "rows": rows}, indent=1))
-    plot(rows, OUT.with_suffix(".png"))
+    args.out.write_text(json.dumps({"machine": machine(), "protocol": __doc__.split("\n\n")[0].replace("\n", " "), "rows": rows}, indent=1))
+    plot(rows, args.out.with_suffix(".png"))
     for r in new:
         print(r["molecule"], r["arm"], r["seed"], f"forces {r['test_forces_mae_meV_per_A']:.1f} meV/Å, energy {r['test_energy_mae_meV']:.1f} meV")
 

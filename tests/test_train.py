@@ -2,6 +2,7 @@ import csv
 
 import numpy as np
 import pytest
+import torch
 
 from anids_md.checkpoint import load_checkpoint
 from anids_md.evaluation import evaluate
@@ -91,3 +92,21 @@ def test_recipes_refuse_what_they_would_ignore(tmp_path, capsys):
     assert (plain.optim.max_steps, plain.optim.energy_weight, plain.optim.lr) == (None, 1.0, 5e-3)
     assert load_config("rmd17-50-anids", ["data.train=x", "prior=null"]).prior is None
     assert load_config(None, ["data.train=x"]).optim == plain.optim
+
+
+def test_energy_shift_is_aligned_from_a_sample_of_a_large_set(tiny_model, ethanol, monkeypatch):
+    """A start trained at another level gets the per-atom shift that zeroes its mean energy error;
+    on a large training set that mean comes from at most SHIFT_SAMPLE structures."""
+    from anids_md.data import graph_from_atoms
+    from anids_md.evaluation import predict
+    from anids_md.train import trainer
+
+    graph = graph_from_atoms(ethanol, tiny_model.config.cutoff, with_labels=False)
+    (energy,), _ = predict(tiny_model, [graph])
+    graph.energy = torch.tensor(energy + 0.25 * len(ethanol))  # labels 0.25 eV per atom above the model
+    seen = []
+    monkeypatch.setattr(trainer, "predict", lambda model, graphs: seen.append(len(graphs)) or predict(model, graphs))
+    before = tiny_model.config.energy_shift
+    trainer.align_energy_shift(tiny_model, [graph] * 3 * trainer.SHIFT_SAMPLE)
+    assert seen == [trainer.SHIFT_SAMPLE]
+    assert tiny_model.config.energy_shift - before == pytest.approx(0.25, abs=1e-9)

@@ -110,3 +110,23 @@ def test_energy_shift_is_aligned_from_a_sample_of_a_large_set(tiny_model, ethano
     trainer.align_energy_shift(tiny_model, [graph] * 3 * trainer.SHIFT_SAMPLE)
     assert seen == [trainer.SHIFT_SAMPLE]
     assert tiny_model.config.energy_shift - before == pytest.approx(0.25, abs=1e-9)
+
+
+def test_wall_clock_budget_is_kept_within_an_epoch(tmp_path, frames_file, monkeypatch):
+    from anids_md.train import loop
+
+    class Clock:  # every reading advances one second: each step costs 1 s
+        now = 0.0
+
+        def perf_counter(self):
+            self.now += 1.0
+            return self.now
+
+    monkeypatch.setattr(loop, "time", Clock())
+    monkeypatch.setattr(loop, "BUDGET_CHECK_STEPS", 1)
+    config = tiny_run(tmp_path, frames_file, "optim.epochs=50", "optim.max_wall_s=3", "optim.patience=1000")
+    summary = train(config, progress=False)
+    rows = list(csv.DictReader(open(config.run_dir / "log.csv")))
+    # an epoch is 5 steps: the budget of 3 s stops the first one after 3, at the cosine's floor
+    assert summary["steps"] == 3 and [int(r["step"]) for r in rows] == [3]
+    assert float(rows[-1]["lr"]) == pytest.approx(0.01 * config.optim.min_lr_ratio)

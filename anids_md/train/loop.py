@@ -23,6 +23,10 @@ from .schedule import warmup_cosine
 from .state import load_state, save_state
 
 logger = logging.getLogger(__name__)
+# With optim.max_wall_s the step budget is re-estimated this often within an epoch: an epoch of a
+# large data set (15 000 steps of the foundation) would otherwise keep the peak rate, and overrun a
+# budget shorter than itself, until its end.
+BUDGET_CHECK_STEPS = 100
 
 
 class TrainingLoop:
@@ -94,6 +98,12 @@ class TrainingLoop:
             n += 1
             if bar is not None:
                 bar.update(1)
+            if o.max_wall_s and p["step"] % BUDGET_CHECK_STEPS == 0:
+                now = time.perf_counter()
+                p["wall_s"], clock = p["wall_s"] + now - clock, now
+                self.fit_to_budget()
+                if bar is not None:
+                    bar.total = self.total_steps
             if o.checkpoint_steps and p["step"] % o.checkpoint_steps == 0 and self.rank == 0:
                 p["wall_s"] += time.perf_counter() - clock
                 clock = time.perf_counter()

@@ -52,7 +52,8 @@ class OptimConfig:
     epochs: int = 1000
     max_steps: int | None = None  # stop after this many optimiser steps (overrides epochs)
     # s: a wall-clock budget (training and validation, this process). The cosine is stretched over
-    # the steps the measured rate fits into it, re-estimated every epoch and every 100 steps; epochs/max_steps still cap it.
+    # the steps the measured rate fits into it, re-estimated every epoch and every 100 steps;
+    # epochs/max_steps still cap it.
     max_wall_s: float | None = None
     batch_size: int = 5
     lr: float = 5e-3

@@ -98,15 +98,16 @@ class TrainingLoop:
             n += 1
             if bar is not None:
                 bar.update(1)
-            if o.max_wall_s and p["step"] % BUDGET_CHECK_STEPS == 0:
+            check_budget = o.max_wall_s and p["step"] % BUDGET_CHECK_STEPS == 0
+            save = o.checkpoint_steps and p["step"] % o.checkpoint_steps == 0 and self.rank == 0
+            if check_budget or save:
                 now = time.perf_counter()
                 p["wall_s"], clock = p["wall_s"] + now - clock, now
+            if check_budget:
                 self.fit_to_budget()
                 if bar is not None:
                     bar.total = self.total_steps
-            if o.checkpoint_steps and p["step"] % o.checkpoint_steps == 0 and self.rank == 0:
-                p["wall_s"] += time.perf_counter() - clock
-                clock = time.perf_counter()
+            if save:
                 save_state(self.state_path, self.trainable, self.ema, self.optimizer, p)
         p["wall_s"] += time.perf_counter() - clock
         p["batches_done"] = 0

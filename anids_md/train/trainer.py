@@ -125,8 +125,8 @@ def prepare_model_config(config: TrainConfig, train_structures, graphs, pretrain
 
 
 # Structures (evenly spread) whose mean error sets the energy shift: on 240 000 foundation frames
-# a pass over all of them took a quarter of an hour before the first step; a mean per atom is
-# known to well under a meV from this many.
+# a pass over all of them took 11 minutes before the first step; from this many the mean per atom
+# is known to 0.4 meV (qm9-xtb on those frames: 12 meV/atom spread).
 SHIFT_SAMPLE = 1000
 
 

@@ -557,8 +557,9 @@ def fit_arguments(p) -> None:
     p.add_argument("--max-rmsd", type=_positive, default=d.max_rmsd_A, help="Å: the validation fails (exit status 1) when the ML "
                    "minimum is farther than this from the DFT minimum")
     p.add_argument("--init", default=d.init, help="pretrained backbone (checkpoint or shipped name)")
-    p.add_argument("--steps", type=_count, default=d.steps, help="optimiser steps of the first fit")
-    p.add_argument("--refit-steps", type=_optional_count, default=d.refit_steps, help="optimiser steps of each round's fit, "
+    p.add_argument("--steps", type=_count, default=d.steps, help="optimiser steps of the first fit and of the last "
+                   "round's")
+    p.add_argument("--refit-steps", type=_optional_count, default=d.refit_steps, help="optimiser steps of the other rounds' fits, "
                    "continued from the previous fit; 'none' to start every fit afresh for --steps (default: %(default)s)")
     p.add_argument("--workers", type=_count, default=d.workers, help="parallel DFT labelling processes")
     p.add_argument("--executor", choices=EXECUTORS, default=d.executor, help="local process pool, or a Dask cluster")

@@ -308,3 +308,7 @@ def test_fine_tunes_from_a_prior_follow_the_recommended_recipe(tmp_path):
                                                                               selection="committee"), prior, previous)
     assert [c.init for c in refits] == [str(m) for m in previous] and {c.optim.max_steps for c in refits} == {45}
     assert refits[0].optim.lr == recipe.lr and refits[0].name != configs[0].name
+    # the last round's refit runs the first fit's steps; every fit keeps its last weights
+    last = fine_tune_configs(frames, 10, 2, tmp_path / "training", FitSettings(steps=123, refit_steps=45), prior, previous[:1], last=True)
+    assert last[0].optim.max_steps == 123 and last[0].init == str(previous[0]) and last[0].name != refits[0].name.removesuffix("-m0")
+    assert {c.optim.keep for c in [*configs, *from_backbone, *refits, *last]} == {"last"}

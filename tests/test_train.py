@@ -130,3 +130,25 @@ def test_wall_clock_budget_is_kept_within_an_epoch(tmp_path, frames_file, monkey
     # an epoch is 5 steps: the budget of 3 s stops the first one after 3, at the cosine's floor
     assert summary["steps"] == 3 and [int(r["step"]) for r in rows] == [3]
     assert float(rows[-1]["lr"]) == pytest.approx(0.01 * config.optim.min_lr_ratio)
+
+
+@pytest.mark.parametrize("keep, kept_epoch", [("best", 1), ("last", 6)])
+def test_kept_weights_are_the_best_epochs_or_the_last(tmp_path, frames_file, monkeypatch, keep, kept_epoch):
+    """optim.keep=last keeps the last epoch's EMA weights even when validation got worse after
+    the first epoch (and does not stop early); best keeps the first epoch's."""
+    from safetensors.torch import load_file
+
+    validate, calls = Trainer.validate, []
+
+    def worsening(self):  # the real metrics, with a loss that grows every epoch
+        calls.append(1)
+        return {**validate(self), "loss": float(len(calls))}
+
+    monkeypatch.setattr(Trainer, "validate", worsening)
+    config = tiny_run(tmp_path, frames_file, "optim.epochs=6", "optim.patience=2", f"optim.keep={keep}")
+    summary = train(config, progress=False)
+    assert summary["best_epoch"] == kept_epoch and summary["epochs"] == (6 if keep == "last" else 3)
+    kept, _ = load_checkpoint(config.run_dir / "model.safetensors")
+    ema = {k.removeprefix("ema."): v for k, v in load_file(config.run_dir / "state.safetensors").items() if k.startswith("ema.")}
+    same = all(torch.equal(value, ema[name]) for name, value in kept.state_dict().items())
+    assert same == (keep == "last")

@@ -284,9 +284,10 @@ def _counted_minimum(minimum, calls: DFTCalls):
 def _active_rounds(out: Path, minimum: Atoms, train_frames: list[Atoms], submit, finish, s: FitSettings, prior: Path | None,
                    clock: StageClock, calls: DFTCalls, progress: bool, executor):
     """Fit on the first frames; then per round, MD with the current model, the selection's choice
-    of its frames labelled and added, and a refit (from the previous fit, `s.refit_steps`). Rounds
-    stop after `s.rounds`, when the next would pass the DFT or time budget, or (committee) when no
-    candidate's spread reaches `s.stop_spread_meV_per_A`. The held-out frames come from a separate
+    of its frames labelled and added, and a refit (from the previous fit, `s.refit_steps`; the
+    last round's for `s.steps`). Rounds stop after `s.rounds`, when the next would pass the DFT or
+    time budget, or (committee) when no candidate's spread reaches `s.stop_spread_meV_per_A`; a
+    budget's stop keeps the last refit as it is. The held-out frames come from a separate
     MD run with the model the last round sampled with, and are labelled while the last fit trains
     (with no round, from the first fit's model). Returns the training frames, the held-out frames,
     the final model's path, a summary per fit, and why rounds stopped."""
@@ -322,7 +323,8 @@ def _active_rounds(out: Path, minimum: Atoms, train_frames: list[Atoms], submit,
         train_frames = train_frames + finish(labelling, f"round {round_index}")
         with clock("training"):
             start = members if s.refit_steps is not None else None
-            model_path, members = _fit_models(out, round_index, train_frames, s, prior, progress, fits, executor, start)
+            model_path, members = _fit_models(out, round_index, train_frames, s, prior, progress, fits, executor, start,
+                                              last=round_index == s.rounds)
     if heldout is None:
         heldout = submit(_heldout_frames(model_path, minimum, s, out, progress, clock))
     return train_frames, finish(heldout, "held out"), model_path, fits, stopped
@@ -390,13 +392,13 @@ def _settings_dict(s: FitSettings, level: DFTLevel) -> dict:
 
 
 def _fit_models(out: Path, index: int, frames: list[Atoms], s: FitSettings, prior: Path | None, progress: bool, fits: list,
-                executor, start: list[Path] | None = None) -> tuple[Path, list[Path]]:
+                executor, start: list[Path] | None = None, last: bool = False) -> tuple[Path, list[Path]]:
     """Fine-tune `s.committee` models on `frames` (`fine_tune_configs`; from the models `start`
     when given). Several models train in parallel on the labelling workers and are returned as
     one committee file. Returns the model file and the member models."""
     data = out / f"fit{index}_frames.extxyz"
     _write_frames(data, frames)
-    configs = fine_tune_configs(data, len(frames), index, out / "training", s, prior, start)
+    configs = fine_tune_configs(data, len(frames), index, out / "training", s, prior, start, last)
     summaries = _train_all(configs, executor, progress)
     fits.append({"fit": index, "n_frames": len(frames), "valid_forces_mae_meV_per_A": [x["valid"]["forces_mae_meV_per_A"] for x in summaries],
                  "train_wall_s": [x["train_wall_s"] for x in summaries]})
@@ -408,21 +410,24 @@ def _fit_models(out: Path, index: int, frames: list[Atoms], s: FitSettings, prio
 
 
 def fine_tune_configs(data: Path, n_frames: int, index: int, output_dir: Path, s: FitSettings, prior: Path | None,
-                      start: list[Path] | None = None) -> list:
+                      start: list[Path] | None = None, last: bool = False) -> list:
     """The training configurations of fit `index` on the `n_frames` frames in `data` (80/20
     split), seeds seed, seed+1, ... for a committee: from the molecule prior with the recommended
     few-label recipe's optimiser (rmd17-50-anids: energy weight, learning rate, no denoising), or
     from the pretrained backbone with auxiliary anisotropic denoising; `s.steps` steps. With
     `start` (one model per member: the previous fit's), each member continues from its model for
-    `s.refit_steps` steps. Run folders are named by a digest of the frames and the resolved
-    recipe: the same fit started again resumes (or reuses) them, other frames or settings never do."""
+    `s.refit_steps` steps, or `s.steps` when it is the `last` fit. Every fit keeps its last
+    weights: the best epoch on its few validation frames came early in a refit, before the
+    training frames (the DFT minimum among them) were fitted. Run folders are named by a digest
+    of the frames and the resolved recipe: the same fit started again resumes (or reuses) them,
+    other frames or settings never do."""
     n_valid = max(1, round(0.2 * n_frames))
     recipe_name, init, common = (("rmd17-50-anids", prior, ["prior=null"]) if prior is not None
                                  else ("rmd17-50", s.init, ["denoise.kind=anisotropic", f"denoise.generator={s.init}"]))
-    steps = s.steps if start is None else s.refit_steps
+    steps = s.steps if start is None or last else s.refit_steps
     inits = [init] * s.committee if start is None else start
     common = [*common, "data.protocol=null", f"data.n_valid={n_valid}", "data.reference_energies=null", f"optim.max_steps={steps}",
-              f"optim.patience={steps}", "device=cpu", f"data.train={data}"]
+              "optim.keep=last", "device=cpu", f"data.train={data}"]
     # the whole resolved recipe goes into the digest, so a changed packaged recipe never reuses an old fit
     resolved = asdict(load_config(recipe_name, [*common, f"init={inits[0]}", f"seed={s.seed}"]))
     digest = hashlib.sha256(data.read_bytes() + json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:12]

@@ -45,9 +45,9 @@ class FitSettings:
     time_budget_min: float | None = None  # no round starts after this many minutes
     stop_spread_meV_per_A: float | None = None  # committee: rounds end when no candidate's largest force spread reaches it
     init: str = "qm9-anids"  # displacement samplers: the pretrained backbone the fits start from (xtb-md: the molecule prior)
-    steps: int = 3000  # optimiser steps of the first fit
-    # the rounds' fits continue from the previous fit's model(s) for this many steps (None: each starts
-    # again from the prior or backbone for `steps`). Ethanol, empty cache: 11.2 and 9.7 min (seeds 0, 1),
+    steps: int = 3000  # optimiser steps of the first fit and of the last round's (docs/results.md)
+    # the other rounds' fits continue from the previous fit's model(s) for this many steps (None: each
+    # starts again from the prior or backbone for `steps`). Ethanol, empty cache: 11.2 and 9.7 min (seeds 0, 1),
     # held-out forces 19.1 and 21.1 meV/Å, against 12.8 min and 17.8 with 3000-step refits (seed 0).
     refit_steps: int | None = 1000
     nve_steps: int = 2000  # the float64 drift check, 0.5 fs steps

@@ -69,6 +69,10 @@ class OptimConfig:
     ema_decay: float = 0.995
     grad_clip: float = 10.0
     patience: int = 300  # epochs without validation improvement before stopping
+    # which EMA weights the run keeps: those of the best validation epoch, or the last epoch's (no
+    # early stopping). A refit of a few frames picks an early epoch on its few validation frames,
+    # before it has fitted its training frames (see anids_md/fit's refits).
+    keep: str = "best"
     # Also save the resumable state every this many steps inside an epoch (long epochs, such as
     # pretraining on all of QM9); by default only at the end of each epoch.
     checkpoint_steps: int | None = None
@@ -76,6 +80,8 @@ class OptimConfig:
     def __post_init__(self):
         if self.loss not in LOSS_FORMS:
             raise ValueError(f"optim.loss must be one of {LOSS_FORMS}, got {self.loss!r}")
+        if self.keep not in ("best", "last"):
+            raise ValueError(f"optim.keep must be 'best' or 'last', got {self.keep!r}")
         counts = {"epochs": self.epochs, "batch_size": self.batch_size, "patience": self.patience, "max_steps": self.max_steps,
                   "checkpoint_steps": self.checkpoint_steps}
         for name, value in counts.items():

@@ -162,7 +162,7 @@ class TrainingLoop:
             if not math.isfinite(valid["loss"]):
                 raise FloatingPointError(f"training diverged: the validation loss is {valid['loss']} after epoch {p['epoch']}; "
                                          "lower optim.lr or check the training data")
-            if valid["loss"] < p["best_valid"]:
+            if valid["loss"] < p["best_valid"] or o.keep == "last":
                 p.update(best_valid=valid["loss"], epochs_since_best=0, best_epoch=p["epoch"], best_metrics=valid)
                 self.save_best(valid)
             else:

@@ -8,6 +8,7 @@ from anids_md.checkpoint import load_checkpoint
 from anids_md.evaluation import evaluate
 from anids_md.settings import PriorConfig
 from anids_md.train import Trainer, load_config, train
+from anids_md.train.config import config_to_dict
 
 from .conftest import emt_frames, interrupt, tiny_run
 
@@ -152,3 +153,21 @@ def test_kept_weights_are_the_best_epochs_or_the_last(tmp_path, frames_file, mon
     ema = {k.removeprefix("ema."): v for k, v in load_file(config.run_dir / "state.safetensors").items() if k.startswith("ema.")}
     same = all(torch.equal(value, ema[name]) for name, value in kept.state_dict().items())
     assert same == (keep == "last")
+
+
+def test_a_run_folders_config_loads_again_and_names_the_architecture_trained(tmp_path, frames_file):
+    """config.yaml is the run's settings as --config reads them: with init, its model section is
+    the checkpoint's architecture (not the defaults the run ignored); no data-derived keys."""
+    import yaml
+
+    first = tiny_run(tmp_path / "a", frames_file, "optim.epochs=1", "model.elements=[1, 6, 7, 8, 9]")  # not the default
+    train(first, progress=False)
+    again = load_config(str(first.run_dir / "config.yaml"))
+    assert config_to_dict(again) == config_to_dict(first)
+    continued = tiny_run(tmp_path / "b", frames_file, "optim.epochs=1", f"init={first.run_dir / 'model.safetensors'}")
+    train(continued, progress=False)
+    saved = yaml.safe_load((continued.run_dir / "config.yaml").read_text())
+    stored = load_checkpoint(first.run_dir / "model.safetensors")[1]["model"]
+    assert saved["model"]["elements"] == stored["elements"] == [1, 6, 7, 8, 9] and saved["model"]["channels"] == stored["channels"]
+    assert not set(saved["model"]) & {"force_scale", "energy_shift", "reference_energies", "avg_num_neighbors"}
+    assert load_config(str(continued.run_dir / "config.yaml")).init == continued.init

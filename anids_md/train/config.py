@@ -356,8 +356,19 @@ def _check_against_init(init: str, model: dict) -> None:
 
 
 def config_to_dict(config) -> dict:
+    """The settings as a run folder's config.yaml records them, loadable again with --config: the
+    model section is the architecture trained (with `init`, the checkpoint's), without the keys
+    derived from the data."""
+    from ..checkpoint import read_metadata
+
     values = dataclasses.asdict(config)
-    values["model"] = config.model.to_dict()
+    model = config.model.to_dict()
+    if getattr(config, "init", None):
+        try:
+            model = read_metadata(config.init)["model"]
+        except FileNotFoundError:
+            pass  # reported with every other missing input file when training starts
+    values["model"] = {k: v for k, v in model.items() if k not in DERIVED_MODEL_KEYS}
     return values
 
 

@@ -6,6 +6,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from ase.build import molecule
+from ase.io import read
 
 from anids_md.calculator import AniDSCalculator
 from anids_md.fit import FitSettings, fit, molecule_from_smiles, sample_configurations
@@ -68,9 +69,10 @@ def test_fit_water_end_to_end(tmp_path):
                 "md_stable", "n_dft_calls", "wall_s", "level"):
         assert key in saved
     optimisation = report.dft_calls_per_stage["dft_minimum"]  # its gradients are training frames too
-    assert saved["level"] == "PBE/sto-3g" and report.n_train_frames == 16 + optimisation and report.n_heldout_frames == 4
-    assert report.dft_calls_per_stage == {"dft_minimum": optimisation, "Hessian": 18, "first frames": 12, "round 1": 4, "held out": 4}
-    assert report.n_dft_calls == report.n_dft_computed == optimisation + 18 + 12 + 4 + 4
+    # round 1: its 4 MD frames and the first fit's minimum
+    assert saved["level"] == "PBE/sto-3g" and report.n_train_frames == 17 + optimisation and report.n_heldout_frames == 4
+    assert report.dft_calls_per_stage == {"dft_minimum": optimisation, "Hessian": 18, "first frames": 12, "round 1": 5, "held out": 4}
+    assert report.n_dft_calls == report.n_dft_computed == optimisation + 18 + 12 + 5 + 4
     assert np.isfinite(report.heldout_forces_mae_meV_per_A) and report.minimum_rmsd_A < 0.05
     calc = AniDSCalculator(tmp_path / "water" / "model.safetensors")
     minimum = molecule("H2O")
@@ -82,9 +84,9 @@ def test_fit_water_end_to_end(tmp_path):
     assert again.n_dft_computed == 0 and again.heldout_forces_mae_meV_per_A == pytest.approx(report.heldout_forces_mae_meV_per_A)
     assert again.rounds_stopped == "1 rounds done"
     # A DFT budget that the round would pass: no round, the first fit is final.
-    budget = optimisation + 18 + 12 + 3
+    budget = optimisation + 18 + 12 + 4
     tight = fit("O", tmp_path / "water", replace(settings, dft_budget=budget), cache_dir=tmp_path / "cache", progress=False)
-    assert tight.rounds_stopped.startswith(f"DFT budget: {budget - 3} calls used") and "round 1" not in tight.dft_calls_per_stage
+    assert tight.rounds_stopped.startswith(f"DFT budget: {budget - 4} calls used, a round adds 5") and "round 1" not in tight.dft_calls_per_stage
     assert tight.n_train_frames == 12 + optimisation and len(tight.rounds) == 1
     with pytest.raises(ValueError, match="dft_budget must be positive"):
         FitSettings(dft_budget=0)
@@ -182,8 +184,8 @@ def test_xtb_md_fit_with_a_committee_resumes_and_fails_validation_by_exit_status
     # every label made before the kill came from the cache: only held-out frames still unlabelled then were computed
     assert labels_at_kill[0] >= calls["first frames"] + calls["round 1"]
     assert saved["n_dft_computed"] == len(list((tmp_path / "cache").glob("sp-*"))) - labels_at_kill[0] <= 4
-    assert calls["first frames"] == 6 and calls["round 1"] == 2 and calls["held out"] == 4
-    assert saved["n_train_frames"] == 6 + 2 + calls["dft_minimum"]
+    assert calls["first frames"] == 6 and calls["round 1"] == 2 + 1 and calls["held out"] == 4
+    assert saved["n_train_frames"] == 6 + 3 + calls["dft_minimum"]
     assert saved["xtb"]["frames"] == 20 and saved["xtb"]["minima"] == 1 and saved["xtb"]["conformers_dropped_bonding_changed"] == 0
     assert -1.0 <= saved["spread_error_spearman"] <= 1.0
     atoms = molecule("H2O")
@@ -279,8 +281,15 @@ def test_xtb_md_fit_labels_on_the_workers_while_xtb_runs_and_the_prior_fits(tmp_
                            test_frames=3, md_steps=40, steps=40, nve_steps=40, workers=2, temperature_K=300.0, max_rmsd_A=1.0)
     report = fit("O", tmp_path / "water", settings, cache_dir=tmp_path / "cache", progress=False)
     assert events[:8] == ["dft_optimize", "xtb MD"] + ["single_point"] * 5 + ["prior fit"]
-    assert events[8:] == ["fit"] + ["single_point"] * (2 + 3) + ["fit"]  # round 1's frames, the held-out ones, the last fit
-    assert report.dft_calls_per_stage["first frames"] == 5 and report.n_train_frames == 5 + 2 + report.dft_calls_per_stage["dft_minimum"]
+    # round 1's frames and the first fit's minimum, the held-out frames, the last fit
+    assert events[8:] == ["fit"] + ["single_point"] * (2 + 1 + 3) + ["fit"]
+    assert report.dft_calls_per_stage["first frames"] == 5 and report.n_train_frames == 5 + 3 + report.dft_calls_per_stage["dft_minimum"]
+    # the first fit's minimum, relaxed from DFT's, is labelled and trained on in round 1
+    first_fit = next((tmp_path / "water" / "training").glob("fit0-*")) / "model.safetensors"
+    (at_minimum,), _ = pipeline._ml_minima(first_fit, [read(tmp_path / "water" / "dft_minimum.xyz")])
+    trained = read(tmp_path / "water" / "train_frames.extxyz", index=":")
+    assert any(np.allclose(a.positions, at_minimum.positions, atol=1e-6) and np.isfinite(a.get_forces()).all() for a in trained)
+    assert not any(np.allclose(a.positions, at_minimum.positions, atol=1e-6) for a in read(tmp_path / "water" / "fit0_frames.extxyz", index=":"))
     assert set(report.stage_wall_s) >= {"xtb_sampling", "prior", "dft_minimum", "sampling_and_labelling", "training"}
 
 

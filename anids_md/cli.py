@@ -532,7 +532,7 @@ def fit_arguments(p) -> None:
     p.add_argument("--frames", type=_count, default=d.frames, help="configurations drawn by the sampler and labelled first")
     p.add_argument("--temperature", type=_positive, default=d.temperature_K, help="K: sampling, MD rounds, stability check")
     p.add_argument("--rounds", type=_non_negative_count, default=d.rounds, help="rounds of MD with the current model, labelling and refitting")
-    p.add_argument("--frames-per-round", type=_count, default=d.frames_per_round, help="MD frames labelled and added per round")
+    p.add_argument("--frames-per-round", type=_count, default=d.frames_per_round, help="MD frames labelled and added per round (with the model's minimum from each DFT minimum)")
     p.add_argument("--test-frames", type=_count, default=d.test_frames, help="held-out frames, never trained on: from MD with the model the last round sampled with")
     p.add_argument("--md-steps", type=_count, default=d.md_steps, help="0.5 fs steps per MD round")
     p.add_argument("--sampler", choices=SAMPLERS, default=d.sampler, help="how the first candidates are made: displacements around "

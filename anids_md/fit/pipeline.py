@@ -9,8 +9,8 @@ feature space, or committee disagreement) and labelled with DFT in parallel. Wit
 DFT work overlaps the xTB work: the optimisations start on the workers from the xTB minima
 before the MD, and randomly chosen first frames are labelled while the prior is fitted;  5. fine-tuning
 (80/20 train/validation), one model per committee member;  6. rounds: Langevin MD with the
-current model, candidates spread over it, the chosen ones labelled, added, and the models
-refitted;  7. a last MD run with the final model gives the held-out test frames, labelled but
+current model, candidates spread over it, the chosen ones and the model's own minima labelled,
+added, and the models refitted;  7. a last MD run with the final model gives the held-out test frames, labelled but
 never trained on;  8. the report: held-out errors (and, for a committee, how well its spread
 ranks them), ML vs DFT minimum, NVE drift, MD stability, wall time and DFT calls per stage, and
 whether the validation passed (minimum within `max_rmsd_A`, MD stable).

@@ -19,7 +19,7 @@ class FitSettings:
     # MD → label → refit. Ethanol, empty cache (fit_ethanol_last.json): one round 9.1 and 8.9 min
     # (seeds 0, 1), held-out forces 22.8 and 17.3 meV/Å; two 9.7 and 11.3 min, 19.8 and 21.9
     rounds: int = 1
-    frames_per_round: int = 16
+    frames_per_round: int = 16  # MD frames; the model's minimum from each DFT minimum is labelled too
     test_frames: int = 24  # held out, never trained on: from MD with the model the last round sampled with
     md_steps: int = 2000  # per round, 0.5 fs steps (1 ps)
     # At equal DFT calls on ethanol (benchmarks/results/fit_selection_ethanol.json) xtb-md gave held-out forces

@@ -321,7 +321,8 @@ def _active_rounds(out: Path, dft_minima: list[Atoms], train_frames: list[Atoms]
                 chosen = select_frames(md_frames, n, s.selection, s.seed + round_index, model=features)
             # DFT's forces at the model's minima say which way they are off: on aspirin one such
             # label moved the next fit's minimum from 0.102 to 0.067 Å of DFT's (docs/results.md)
-            at_minima = [Atoms(numbers=a.numbers, positions=a.positions) for a, stop in zip(*_ml_minima(model_path, dft_minima)) if stop is None]
+            minima, stops = _ml_minima(model_path, dft_minima)
+            at_minima = [Atoms(numbers=a.numbers, positions=a.positions) for a, stop in zip(minima, stops) if stop is None]
         labelling = submit([md_frames[k] for k in chosen] + at_minima)
         if round_index == s.rounds:  # queued behind the round's frames, so the workers label them while the last fit trains
             heldout = submit(_heldout_frames(model_path, minimum, s, out, progress, clock))

@@ -66,8 +66,9 @@ def _arm(row: dict) -> str:
         arm += f"\n{row['selection']}, committee {row['committee']}"
     if row.get("prior_init"):
         arm += f"\nprior from {row['prior_init']}"
-    if row.get("refit_steps"):  # rows from before it have every fit start from the prior
-        arm += f"\nrefits of {row['refit_steps']} steps"
+    if row.get("refit_steps") and len(row["rounds"]) > 1:  # rows from before it have every fit start from the prior
+        # the fits between the first and the last run refit_steps; the last runs the fit's steps
+        arm += "\neach fit from the previous one" + (f", refits of {row['refit_steps']} steps" if len(row["rounds"]) > 2 else "")
     return arm
 
 

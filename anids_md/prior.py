@@ -28,6 +28,7 @@ from .data.shards import sha256_of
 from .folder_lock import folder_lock
 from .reference import XTBConvergenceError, XTBLevel, xtb_calculator
 from .reference.xtb import check_xtb_structure
+from .runtime import check_compiler, resolve_device
 from .settings import PriorConfig
 from .simulate import optimize, run_md
 from .train.config import TrainConfig
@@ -58,7 +59,7 @@ def distinct_molecules(structures: list[Atoms]) -> list[Atoms]:
     return molecules
 
 
-FIT_FIELDS = ("epochs", "n_valid", "init")  # settings of the fit alone: changing them reuses the MD frames
+FIT_FIELDS = ("epochs", "n_valid", "init", "compile")  # settings of the fit alone: changing them reuses the MD frames
 
 
 def _digest(payload) -> str:
@@ -76,7 +77,8 @@ def fit_digest(settings: PriorConfig, seed: int) -> str:
     """Names the folder of one fit on those frames; the checkpoint given as `init` (a file or a
     shipped model's name) enters by its content, so a retrained foundation is a new fit."""
     init = settings.init and sha256_of(resolve(settings.init))
-    return _digest({"fit": {k: getattr(settings, k) for k in FIT_FIELDS}, "init": init, "seed": seed})
+    fit = {k: getattr(settings, k) for k in FIT_FIELDS if k != "compile" or settings.compile}  # uncompiled fits keep their names
+    return _digest({"fit": fit, "init": init, "seed": seed})
 
 
 def xtb_minimum(atoms: Atoms, level: XTBLevel) -> Atoms:
@@ -145,6 +147,8 @@ def build_prior(structures: list[Atoms], root: str | Path, settings: PriorConfig
             check_elements(read_metadata(s.init), [z for atoms in molecules for z in atoms.numbers])
         except ValueError as error:
             raise ValueError(f"the molecule prior starts from {s.init}: {error}; prior.init=null fits it from scratch") from None
+    if s.compile:  # before any MD: a missing C++ compiler would otherwise stop the run at the fit
+        check_compiler(resolve_device("auto"))
     folder = Path(root) / f"prior-{prior_digest(molecules, s, seed)}"
     fit_dir = folder / f"fit-{fit_digest(s, seed)}"  # before any MD: names a missing init
     folder.mkdir(parents=True, exist_ok=True)
@@ -195,6 +199,7 @@ def fit_prior(frames_file: Path, run_dir: Path, s: PriorConfig, level: XTBLevel,
     overrides = [f"output_dir={run_dir.parent}", f"name={run_dir.name}", f"data.train={frames_file}", "data.protocol=null", f"data.n_valid={s.n_valid}",
                  "data.reference_energies=null",  # fitted by least squares to the xTB energies
                  f"optim.epochs={s.epochs}", f"optim.patience={s.epochs}", f"seed={seed}", "resume=true", "denoise.kind=none",
+                 f"optim.compile={str(s.compile).lower()}",
                  f"init={s.init or 'null'}",
                  "description=" + json.dumps(f"molecule prior: {level.label()} MD frames at {s.temperature_K:g} K"), *model]
     config = load_config(None, overrides)  # the package's defaults: the plain recipe's model and optimiser

@@ -37,6 +37,7 @@ ARMS = {
     "scratch": ("rmd17-50", ["optim.max_steps=10000"]),
     "qm9-anids": ("rmd17-50", ["optim.max_steps=10000", "init=qm9-anids", "denoise.kind=anisotropic"]),
     "recommended": ("rmd17-50-anids", []),
+    "recommended-compiled": ("rmd17-50-anids", ["prior.compile=true", "optim.compile=true"]),  # the same, trained through torch.compile
     "prior-from-scratch": ("rmd17-50-anids", ["prior.init=null", "prior.epochs=60"]),
     "foundation": ("rmd17-50-anids", ["prior=null", "init={foundation}"]),
     "recommended-foundation": ("rmd17-50-anids", ["prior.init={foundation}"]),  # the prior fitted from --foundation

@@ -1,8 +1,11 @@
-"""Training throughput with and without auxiliary denoising (target ≤ 15 % overhead): rMD17
-aspirin, the recipe's batch of 5, float32, epochs of each arm's trainer alternating in one
-process, so all see the same machine state. Denoising arms include the denoising head.
+"""Training throughput with and without auxiliary denoising (target ≤ 15 % overhead), and with
+the energy + force loss through torch.compile (`optim.compile`): rMD17 aspirin, the recipe's
+batch of 5, float32, epochs of each arm's trainer alternating in one process, so all see the same
+machine state. Denoising arms include the denoising head; the compiled arm compiles in its
+warm-up.
 
     python benchmarks/training_speed.py --generator runs/qm9-anisotropic/model.safetensors
+    python benchmarks/training_speed.py --arms none "none, compiled" --out benchmarks/results/training_speed_compiled.json
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import torch
 from common import RESULTS, machine, rmd17_dir
+from harness import provenance
 
 from anids_md.train import Trainer, load_config
 
@@ -23,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 ARMS = {
     "none": ["denoise.kind=none"],
+    "none, compiled": ["denoise.kind=none", "optim.compile=true"],  # optim.compile: torch.compile (train/compiled.py)
     "fixed, separate": ["denoise.kind=fixed", "denoise.mode=separate"],
     "anisotropic, separate": ["denoise.kind=anisotropic", "denoise.mode=separate"],
     "anisotropic, dens mode": ["denoise.kind=anisotropic", "denoise.mode=dens"],
@@ -52,9 +57,12 @@ def main() -> None:
 
     trainers = {arm: trainer(args, arm) for arm in args.arms}
     n = len(next(iter(trainers.values())).train_graphs)
-    for t in trainers.values():  # warm-up
+    warmup_s = {}
+    for noise, t in trainers.items():  # warm-up (the compiled arm compiles here)
         t.progress_state["step"] = t.total_steps - 5
+        start = time.perf_counter()
         t.train_epoch(0)
+        warmup_s[noise] = time.perf_counter() - start
     rates = {noise: [] for noise in trainers}
     for k in range(args.rounds):
         for noise, t in trainers.items():
@@ -62,7 +70,8 @@ def main() -> None:
             start = time.perf_counter()
             t.train_epoch(k + 1)
             rates[noise].append(n / (time.perf_counter() - start))
-    result = {noise: {"structures_per_s": statistics.median(r), "rounds": r} for noise, r in rates.items()}
+    result = {noise: {"structures_per_s": statistics.median(r), "rounds": r, "first_5_steps_s": round(warmup_s[noise], 1)}
+              for noise, r in rates.items()}
     base = result["none"]["structures_per_s"] if "none" in result else None
     for noise, r in result.items():
         if base:
@@ -71,7 +80,10 @@ def main() -> None:
     Path(args.out).write_text(json.dumps({"settings": {"molecule": "aspirin", "batch_size": 5, "dtype": "float32",
                                                        "threads": args.threads, "epoch_structures": n,
                                                        "denoise": "p = 0.25, r = 0.25"},
-                                          "results": result, "machine": machine()}, indent=2))
+                                          "results": result, "machine": machine(),
+                                          "provenance": provenance(models=[args.generator] if any("anisotropic" in a for a in args.arms) else [],
+                                                                   data=[rmd17_dir(args.data) / "rmd17_aspirin_train_01.npz"])},
+                                         indent=2))
 
 
 if __name__ == "__main__":

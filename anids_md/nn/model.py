@@ -111,11 +111,18 @@ class Encoder(nn.Module):
         )
 
     def element_indices(self, numbers: torch.Tensor) -> torch.Tensor:
+        """Indices into the known elements. Under torch.compile the check is left to the caller
+        (`check_elements` before the compiled call): a data-dependent check would split the graph."""
+        if not torch.compiler.is_compiling():
+            self.check_elements(numbers)
+        return self.element_index[numbers]
+
+    def check_elements(self, numbers: torch.Tensor) -> None:
+        """A ValueError naming the atomic numbers the model does not know."""
         idx = self.element_index[numbers]
         if bool((idx < 0).any()):
             unknown = sorted({int(z) for z in numbers[idx < 0]})
             raise ValueError(f"the model does not know elements with atomic numbers {unknown}; it knows {self.config.elements}")
-        return idx
 
     def edge_embedding(self, graph: AtomicGraph) -> EdgeEmbedding:
         i, j = graph.edge_index
@@ -219,6 +226,8 @@ class ForceField(nn.Module):
         if compute_forces and not positions.requires_grad:
             positions = positions.detach().requires_grad_(True)
             graph = replace(graph, positions=positions)
+        if self._compiled is not None:
+            self.encoder.check_elements(graph.numbers)
         energies, encoding = (self._compiled or self.network)(graph, initial)
         energy = energies.new_zeros(graph.n_structures).index_add(0, graph.batch, energies)
         out = {"energy": energy, "energies": energies, "encoding": encoding}

@@ -31,8 +31,9 @@ from ..data.readers import reference_energies_file
 from ..data.shards import sha256_of
 from ..evaluation import error_metrics, evaluate, predict
 from ..nn import ForceField, ModelConfig
-from ..runtime import machine_name, resolve_device, resolve_dtype
+from ..runtime import check_compiler, machine_name, resolve_device, resolve_dtype
 from ..units import MEV_PER_EV
+from .compiled import CompiledEnergyForceLoss
 from .config import TrainConfig, config_to_dict
 from .denoising import AuxiliaryDenoising
 from .loop import TrainingLoop
@@ -202,6 +203,11 @@ class Trainer(TrainingLoop):
         if trained_init:
             align_energy_shift(self.model, self.train_graphs)
         self.model.to(self.device, self.dtype)
+        self.compiled_loss = None
+        if config.optim.compile:
+            check_compiler(self.device)
+            o = config.optim
+            self.compiled_loss = CompiledEnergyForceLoss(self.model, o.energy_weight, o.forces_weight, o.loss)
         self.denoising = None
         if config.denoise.kind != "none":
             self.denoising = AuxiliaryDenoising(config, self.model, self.train_graphs).to(self.device, self.dtype)
@@ -218,6 +224,8 @@ class Trainer(TrainingLoop):
     def objective(self, indices, step: int, rngs) -> dict:
         o = self.config.optim
         batch = collate([self.train_graphs[i] for i in indices]).to(dtype=self.dtype)
+        if self.compiled_loss is not None:
+            return self.compiled_loss(batch)
         if self.denoising is None:
             return energy_force_loss(self.model, batch, o.energy_weight, o.forces_weight, o.loss)
         return self.denoising.loss(self.model, batch, indices, step / self.total_steps, o.energy_weight, o.forces_weight, *rngs)

@@ -153,11 +153,18 @@ def build_prior(structures: list[Atoms], root: str | Path, settings: PriorConfig
     fit_dir = folder / f"fit-{fit_digest(s, seed)}"  # before any MD: names a missing init
     folder.mkdir(parents=True, exist_ok=True)
     with folder_lock(folder, "prior"):  # two builds of one prior would run the same MD twice and race on its files
-        return _build_prior(molecules, folder, fit_dir, s, level, seed, progress)
+        frames_file, manifest = _sample_frames(molecules, folder, s, level, seed, progress)
+    # each fit has its own folder, locked by train: fits with other settings on these frames can run at once
+    summary, model = fit_prior(frames_file, fit_dir, s, level, seed, progress)
+    return PriorReport(model=model, frames_file=frames_file, n_frames=manifest["n_frames"],
+                       n_failed_runs=manifest["n_failed_runs"], xtb_wall_s=round(manifest["xtb_wall_s"], 1),
+                       fit_wall_s=summary["train_wall_s"], valid_forces_mae_meV_per_A=summary["valid"]["forces_mae_meV_per_A"],
+                       folder=folder)
 
 
-def _build_prior(molecules: list[Atoms], folder: Path, fit_dir: Path, s: PriorConfig, level: XTBLevel, seed: int,
-                 progress: bool) -> PriorReport:
+def _sample_frames(molecules: list[Atoms], folder: Path, s: PriorConfig, level: XTBLevel, seed: int,
+                   progress: bool) -> tuple[Path, dict]:
+    """The prior's xTB frames in `folder` (made, or found) and their manifest."""
     manifest_path = folder / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"xtb_wall_s": 0.0}
     frames_file = folder / "xtb_frames.extxyz"
@@ -181,12 +188,7 @@ def _build_prior(molecules: list[Atoms], folder: Path, fit_dir: Path, s: PriorCo
         manifest.update(n_frames=len(frames), n_failed_runs=failed, formulae=[a.get_chemical_formula() for a in molecules],
                         level=asdict(level), settings=asdict(s), seed=seed)
         write_text_atomically(manifest_path, json.dumps(manifest, indent=2))
-    summary, model = fit_prior(frames_file, fit_dir, s, level, seed, progress)
-    manifest = json.loads(manifest_path.read_text())
-    return PriorReport(model=model, frames_file=frames_file, n_frames=manifest["n_frames"],
-                       n_failed_runs=manifest["n_failed_runs"], xtb_wall_s=round(manifest["xtb_wall_s"], 1),
-                       fit_wall_s=summary["train_wall_s"], valid_forces_mae_meV_per_A=summary["valid"]["forces_mae_meV_per_A"],
-                       folder=folder)
+    return frames_file, json.loads(manifest_path.read_text())
 
 
 def fit_prior(frames_file: Path, run_dir: Path, s: PriorConfig, level: XTBLevel, seed: int, progress: bool,

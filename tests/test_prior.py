@@ -55,8 +55,13 @@ def test_a_prior_is_built_from_xtb_md_reused_and_resumed(tmp_path, monkeypatch):
     (report.folder / "xtb_frames.extxyz").unlink()  # as if killed after the MD runs: they are read back, not redone
     build_prior(read_rmd17(ETHANOL, frames=[0]), tmp_path, TINY, progress=False)
     assert len(calls) == 2
+    fitting = []  # the frames' folder is unlocked while a fit runs: fits with other settings can run beside it
+    fit = prior_module.fit_prior
+    monkeypatch.setattr(prior_module, "fit_prior", lambda frames_file, *a: fitting.append((frames_file.parent / "prior.lock").exists())
+                        or fit(frames_file, *a))
     longer = build_prior(read_rmd17(ETHANOL, frames=[0]), tmp_path, replace(TINY, epochs=3), progress=False)
     assert len(calls) == 2 and longer.folder == report.folder and longer.model != report.model  # a new fit on the same frames
+    assert fitting == [False]
 
 
 def test_an_md_run_xtb_cannot_finish_is_skipped_and_counted(tmp_path, monkeypatch):

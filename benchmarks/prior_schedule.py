@@ -16,6 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
+import yaml
 from common import RESULTS, machine, rmd17_dir
 from harness import provenance, train_run
 
@@ -47,10 +48,11 @@ def run(args, steps: int, energy_weight: float, lr: float) -> dict:
     prior = json.loads((Path(args.prior).parent / "summary.json").read_text())  # the prior's own fit: how long, how good
     sampled = json.loads((Path(args.prior).parents[1] / "manifest.json").read_text())  # the prior's xTB MD
     spacing_fs = sampled["settings"]["interval"] * sampled["settings"]["timestep_fs"]
+    compiled = yaml.safe_load((Path(args.prior).parent / "config.yaml").read_text())["optim"].get("compile", False)
     return {"molecule": args.molecule, "prior_epochs": prior["epochs"], "prior_frames": sampled["n_frames"], "prior_frame_spacing_fs": spacing_fs,
             "prior_seed": sampled["seed"],
             "prior_valid_xtb_forces_mae_meV_per_A": prior["valid"]["forces_mae_meV_per_A"],
-            "prior_xtb_wall_s": round(sampled["xtb_wall_s"], 1), "prior_fit_wall_s": prior["train_wall_s"],
+            "prior_xtb_wall_s": round(sampled["xtb_wall_s"], 1), "prior_fit_wall_s": prior["train_wall_s"], "prior_compiled": compiled,
             "steps": steps, "energy_weight": energy_weight, "lr": lr, "best_epoch": summary["best_epoch"],
             "test_forces_mae_meV_per_A": summary["test"]["forces_mae_meV_per_A"], "test_energy_mae_meV": summary["test"]["energy_mae_meV"],
             "finetune_wall_s": summary["train_wall_s"],
@@ -75,7 +77,7 @@ def plot(rows: list[dict], path: Path) -> None:
             ax.scatter(r["test_energy_mae_meV"], r["test_forces_mae_meV_per_A"], color=f"C{sorted({m['steps'] for m in mine}).index(r['steps'])}")
             ax.annotate(f"{r['steps']}, E×{r['energy_weight']:g}" + ("" if r.get("lr", LR) == LR else f", lr {r['lr']:g}")
                         + "".join(label.format(r[column]) for column, label in PRIOR_LABELS.items()
-                                  if prior_of(r, column) != EARLIER_PRIOR[column]),
+                                  if prior_of(r, column) != EARLIER_PRIOR[column]) + (", compiled" if r.get("prior_compiled") else ""),
                         (r["test_energy_mae_meV"], r["test_forces_mae_meV_per_A"]), fontsize=7,
                         xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel("test energy MAE (meV)")

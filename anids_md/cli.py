@@ -162,7 +162,7 @@ def prior_arguments(p) -> None:
     p.add_argument("--starts", type=_count, default=d.starts, help="independent MD runs per molecule")
     p.add_argument("--epochs", type=_count, default=d.epochs, help="of the fit on the xTB frames")
     p.add_argument("--init", type=_optional_checkpoint, default=d.init, help="checkpoint the fit starts from, 'none' for from scratch (default: %(default)s)")
-    p.add_argument("--compile", action="store_true", help="fit through torch.compile: about 1.9x faster steps after a first one "
+    p.add_argument("--compile", action="store_true", help="fit through torch.compile: about 2x faster steps after a first one "
                    "that compiles (a minute); on CPU needs a C++ compiler")
     p.add_argument("--seed", type=int, default=0, help="MD velocities, Langevin noise and the fit")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

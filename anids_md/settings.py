@@ -31,7 +31,7 @@ class PriorConfig:
     epochs: int = 60  # of the fit on the xTB frames (5 frames a step)
     n_valid: int = 50  # xTB frames held out to select the fit's best epoch
     init: str | None = "qm9-xtb"  # checkpoint the prior's fit starts from (None: from scratch); H C N O F
-    compile: bool = False  # the fit through torch.compile (optim.compile: about 1.9x faster steps on CPU, needs a C++ compiler)
+    compile: bool = False  # the fit through torch.compile (optim.compile: about 2x faster steps on CPU, needs a C++ compiler)
 
     def __post_init__(self):
         for name in ("frames", "starts", "interval", "epochs", "n_valid"):

@@ -40,11 +40,11 @@ class CompiledEnergyForceLoss:
 
     def __call__(self, batch: AtomicGraph) -> dict:
         self.model.encoder.check_elements(batch.numbers)  # not checked inside the compiled graph
-        # Python floats as constants, as in ForceField.compile_network (traced as inputs, torch
-        # 2.13's inductor miscompiled this network)
         for vectors in (batch.positions, batch.forces, batch.shifts):
             # (N, 3): a static 3, or a batch of 3 structures would be taken for the same size and recompile
             torch._dynamo.mark_static(vectors, 1)
+        # Python floats as constants, as in ForceField.compile_network (traced as inputs, torch
+        # 2.13's inductor miscompiled this network)
         with torch._dynamo.config.patch(specialize_float=True):
             return self.compiled(dict(self.model.named_parameters()), dict(self.model.named_buffers()), batch.positions,
                                  batch.numbers, batch.edge_index, batch.shifts, batch.batch, batch.energy, batch.forces)

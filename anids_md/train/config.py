@@ -76,7 +76,7 @@ class OptimConfig:
     # Also save the resumable state every this many steps inside an epoch (long epochs, such as
     # pretraining on all of QM9); by default only at the end of each epoch.
     checkpoint_steps: int | None = None
-    # Run the energy + force loss through torch.compile (train/compiled.py): each step about 1.9x
+    # Run the energy + force loss through torch.compile (train/compiled.py): each step about 2x
     # faster on CPU (docs/performance.md) after a first step that compiles for about a minute. On
     # CPU it needs a C++ compiler. Energy + force training only (not with auxiliary denoising).
     compile: bool = False

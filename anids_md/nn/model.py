@@ -113,16 +113,15 @@ class Encoder(nn.Module):
     def element_indices(self, numbers: torch.Tensor) -> torch.Tensor:
         """Indices into the known elements. Under torch.compile the check is left to the caller
         (`check_elements` before the compiled call): a data-dependent check would split the graph."""
-        if not torch.compiler.is_compiling():
-            self.check_elements(numbers)
-        return self.element_index[numbers]
+        return self.element_index[numbers] if torch.compiler.is_compiling() else self.check_elements(numbers)
 
-    def check_elements(self, numbers: torch.Tensor) -> None:
-        """A ValueError naming the atomic numbers the model does not know."""
+    def check_elements(self, numbers: torch.Tensor) -> torch.Tensor:
+        """Indices into the known elements; a ValueError naming the atomic numbers the model does not know."""
         idx = self.element_index[numbers]
         if bool((idx < 0).any()):
             unknown = sorted({int(z) for z in numbers[idx < 0]})
             raise ValueError(f"the model does not know elements with atomic numbers {unknown}; it knows {self.config.elements}")
+        return idx
 
     def edge_embedding(self, graph: AtomicGraph) -> EdgeEmbedding:
         i, j = graph.edge_index

@@ -162,8 +162,9 @@ def prior_arguments(p) -> None:
     p.add_argument("--starts", type=_count, default=d.starts, help="independent MD runs per molecule")
     p.add_argument("--epochs", type=_count, default=d.epochs, help="of the fit on the xTB frames")
     p.add_argument("--init", type=_optional_checkpoint, default=d.init, help="checkpoint the fit starts from, 'none' for from scratch (default: %(default)s)")
-    p.add_argument("--compile", action="store_true", help="fit through torch.compile: about 2x faster steps after a first one "
-                   "that compiles (a minute); on CPU needs a C++ compiler")
+    p.add_argument("--compile", choices=["auto", "true", "false"], default=str(d.compile).lower(),
+                   help="fit through torch.compile: about 2x faster steps after a first one that compiles (a minute); "
+                   "auto: on CPU where a C++ compiler is found (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="MD velocities, Langevin noise and the fit")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -177,7 +178,8 @@ def cmd_prior(args) -> None:
     for path in args.structures:
         structures += read_structures(path, frames=[0], require_labels=False)
     settings = PriorConfig(method=args.method, temperature_K=args.temperature, frames=args.frames, starts=args.starts,
-                           epochs=args.epochs, init=args.init, compile=args.compile)
+                           epochs=args.epochs, init=args.init,
+                           compile={"true": True, "false": False}.get(args.compile, args.compile))
     report = build_prior(structures, args.output, settings, seed=args.seed, progress=not args.quiet)
     print(f"{report.n_frames} {args.method} frames at {args.temperature:g} K ({report.n_failed_runs} MD runs skipped), "
           f"{report.xtb_wall_s:.0f} s of xTB; fit {report.fit_wall_s:.0f} s, held-out xTB forces "

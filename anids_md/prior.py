@@ -28,7 +28,7 @@ from .data.shards import sha256_of
 from .folder_lock import folder_lock
 from .reference import XTBConvergenceError, XTBLevel, xtb_calculator
 from .reference.xtb import check_xtb_structure
-from .runtime import check_compiler, resolve_device
+from .runtime import check_compiler, compiler_found, resolve_device
 from .settings import PriorConfig
 from .simulate import optimize, run_md
 from .train.config import TrainConfig
@@ -46,6 +46,7 @@ class PriorReport:
     fit_wall_s: float
     valid_forces_mae_meV_per_A: float  # of the fit, on held-out xTB frames
     folder: Path
+    compiled: bool  # the fit ran through torch.compile
 
 
 def distinct_molecules(structures: list[Atoms]) -> list[Atoms]:
@@ -79,6 +80,18 @@ def fit_digest(settings: PriorConfig, seed: int) -> str:
     init = settings.init and sha256_of(resolve(settings.init))
     fit = {k: getattr(settings, k) for k in FIT_FIELDS if k != "compile" or settings.compile}  # uncompiled fits keep their names
     return _digest({"fit": fit, "init": init, "seed": seed})
+
+
+def with_compile_resolved(settings: PriorConfig) -> PriorConfig:
+    """`settings` with `compile` true or false: "auto" compiles on CPU where a C++ compiler is found
+    (the fit runs on the device train picks). Checked before any MD: a missing compiler would
+    otherwise stop the run at the fit."""
+    device = resolve_device("auto")
+    if settings.compile == "auto":
+        return replace(settings, compile=device.type == "cpu" and compiler_found(device))
+    if settings.compile:
+        check_compiler(device)
+    return settings
 
 
 def xtb_minimum(atoms: Atoms, level: XTBLevel) -> Atoms:
@@ -147,8 +160,7 @@ def build_prior(structures: list[Atoms], root: str | Path, settings: PriorConfig
             check_elements(read_metadata(s.init), [z for atoms in molecules for z in atoms.numbers])
         except ValueError as error:
             raise ValueError(f"the molecule prior starts from {s.init}: {error}; prior.init=null fits it from scratch") from None
-    if s.compile:  # before any MD: a missing C++ compiler would otherwise stop the run at the fit
-        check_compiler(resolve_device("auto"))
+    s = with_compile_resolved(s)
     folder = Path(root) / f"prior-{prior_digest(molecules, s, seed)}"
     fit_dir = folder / f"fit-{fit_digest(s, seed)}"  # before any MD: names a missing init
     folder.mkdir(parents=True, exist_ok=True)
@@ -159,7 +171,7 @@ def build_prior(structures: list[Atoms], root: str | Path, settings: PriorConfig
     return PriorReport(model=model, frames_file=frames_file, n_frames=manifest["n_frames"],
                        n_failed_runs=manifest["n_failed_runs"], xtb_wall_s=round(manifest["xtb_wall_s"], 1),
                        fit_wall_s=summary["train_wall_s"], valid_forces_mae_meV_per_A=summary["valid"]["forces_mae_meV_per_A"],
-                       folder=folder)
+                       folder=folder, compiled=s.compile)
 
 
 def _sample_frames(molecules: list[Atoms], folder: Path, s: PriorConfig, level: XTBLevel, seed: int,
@@ -226,7 +238,7 @@ def train_with_prior(config: TrainConfig, progress: bool = True) -> dict:
                 config.prior.method, report.xtb_wall_s, report.fit_wall_s, report.valid_forces_mae_meV_per_A, report.model)
     summary = train(replace(config, init=str(report.model), prior=None), progress)
     summary["prior"] = {"model": str(report.model), "n_frames": report.n_frames, "n_failed_runs": report.n_failed_runs,
-                        "xtb_wall_s": report.xtb_wall_s, "fit_wall_s": report.fit_wall_s,
+                        "xtb_wall_s": report.xtb_wall_s, "fit_wall_s": report.fit_wall_s, "fit_compiled": report.compiled,
                         "valid_xtb_forces_mae_meV_per_A": report.valid_forces_mae_meV_per_A}
     write_text_atomically(config.run_dir / "summary.json", json.dumps(summary, indent=2))  # the run's record includes the prior's cost
     return summary

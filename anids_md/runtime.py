@@ -57,13 +57,15 @@ def set_threads(n: int | None) -> None:
     torch.set_num_threads(n)
 
 
+def compiler_found(device: torch.device) -> bool:
+    """Whether torch.compile can build kernels for `device`: a C++ compiler on CPU ($CXX, g++,
+    c++ or clang++); on CUDA it generates Triton kernels instead."""
+    return device.type != "cpu" or any(c and shutil.which(c) for c in (os.environ.get("CXX"), "g++", "c++", "clang++"))
+
+
 def check_compiler(device: torch.device) -> None:
-    """torch.compile on CPU writes and builds C++: a RuntimeError naming the fix when no C++
-    compiler is found ($CXX, g++, c++ or clang++). On CUDA it generates Triton kernels instead."""
-    if device.type != "cpu":
-        return
-    candidates = [os.environ.get("CXX"), "g++", "c++", "clang++"]
-    if not any(c and shutil.which(c) for c in candidates):
+    """A RuntimeError naming the fix when torch.compile finds no C++ compiler for a CPU run."""
+    if not compiler_found(device):
         raise RuntimeError("compile=True on CPU needs a C++ compiler (torch.compile builds C++ kernels) and none was found "
                            "($CXX, g++, c++, clang++); install one (e.g. apt install g++) or use compile=False")
 

@@ -14,24 +14,27 @@ class PriorConfig:
 
     method: str = "GFN2-xTB"  # GFN2-xTB | GFN1-xTB (tblite)
     temperature_K: float = 500.0
-    # 2000 frames for 90 epochs fit xTB better and the fine-tunes gain 10-15 % (toluene 9.6 against
-    # 11.4 meV/Å), but take 2.7 times as long (aspirin 32 min): benchmarks/results/prior_data_rmd17-50.json
-    frames: int = 1000  # per molecule, spread over the starts
+    # 2000 frames 10 fs apart and 70 epochs, with the fit compiled, gain 9-14 % on forces and 10-20 %
+    # on energies over 1000 frames 20 fs apart and 60 epochs (toluene 9.8 against 11.3 meV/Å), and
+    # aspirin's prior takes 14.5 min of one core with its fit compiled (eager, the fit's epochs take
+    # twice as long): benchmarks/results/prior_data_rmd17-50.json, compiled_training_rmd17-50.json
+    frames: int = 2000  # per molecule, spread over the starts
     starts: int = 4  # independent MD runs from the xTB minimum, each with its own velocities
-    # 1 fs steps: half the xTB calls of 0.5 fs for the same 1 ps of equilibration and 20 fs between
-    # frames: aspirin's prior took 11.6 min on one core (about 15.4 at 0.5 fs; docs/results.md)
+    # 1 fs steps: half the xTB calls of 0.5 fs for the same 1 ps of equilibration (docs/results.md)
     equilibration_steps: int = 1000  # 1 ps before a run's frames are kept
-    interval: int = 20  # MD steps between kept frames (20 fs)
+    interval: int = 10  # MD steps between kept frames (10 fs)
     timestep_fs: float = 1.0
     friction_per_fs: float = 0.01
     # From the qm9-xtb foundation, 30 epochs fit the xTB frames better than 60 from scratch
     # (benchmarks/results/priors_rmd17-50.json); 60 fit them better still and the fine-tunes gain
-    # 5-15 % (aspirin 32.0 against 35.0 meV/Å, ethanol 22.6 against 23.9, uracil 20.2 against 22.5;
-    # benchmarks/results/prior_epochs_rmd17-50.json).
-    epochs: int = 60  # of the fit on the xTB frames (5 frames a step)
+    # 5-15 % (benchmarks/results/prior_epochs_rmd17-50.json).
+    epochs: int = 70  # of the fit on the xTB frames (5 frames a step)
     n_valid: int = 50  # xTB frames held out to select the fit's best epoch
     init: str | None = "qm9-xtb"  # checkpoint the prior's fit starts from (None: from scratch); H C N O F
-    compile: bool = False  # the fit through torch.compile (optim.compile: about 2x faster steps on CPU, needs a C++ compiler)
+    # The fit through torch.compile (optim.compile): about 2x faster steps on CPU after a minute of
+    # compiling; needs a C++ compiler. auto: compiled on CPU where one is found, eager otherwise
+    # (on a GPU it has not been measured). The prior's folder names the choice made.
+    compile: bool | str = "auto"
 
     def __post_init__(self):
         for name in ("frames", "starts", "interval", "epochs", "n_valid"):
@@ -44,6 +47,8 @@ class PriorConfig:
             raise ValueError("prior.temperature_K and prior.timestep_fs must be positive, prior.friction_per_fs 0 or more")
         if self.frames <= self.n_valid:
             raise ValueError(f"prior.frames ({self.frames}) must exceed prior.n_valid ({self.n_valid})")
+        if self.compile not in (True, False, "auto"):
+            raise ValueError(f"prior.compile must be true, false or auto, got {self.compile!r}")
 
 
 @dataclass(frozen=True)

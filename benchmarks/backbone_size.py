@@ -31,7 +31,7 @@ from anids_md.reference import XTBLevel
 from anids_md.settings import PriorConfig
 
 OUT = RESULTS / "backbone_size_rmd17-50.json"
-PRIOR = PriorConfig(init=None, epochs=60)  # the recommended recipe's sampling, fitted from scratch
+PRIOR = PriorConfig(frames=1000, interval=20, epochs=60, init=None, compile=False)  # the recipe's sampling when measured, fitted from scratch
 
 
 def run_size(args, built, size: tuple[int, int]) -> dict:

@@ -162,7 +162,7 @@ def test_own_data_recipe_from_the_readme(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write("frames.extxyz", emt_frames(30))
     tiny_prior = ["prior.frames=12", "prior.starts=1", "prior.equilibration_steps=4", "prior.interval=2", "prior.epochs=1",
-                  "prior.n_valid=4"]
+                  "prior.n_valid=4", "prior.compile=false"]
     assert run_cli(capsys, "train", "--config", "own-data", "data.train=frames.extxyz", "name=my-model", "optim.max_steps=2", *tiny_prior,
                    "--quiet")[0] == 0
     summary = json.loads((tmp_path / "runs" / "my-model" / "summary.json").read_text())

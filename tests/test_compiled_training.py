@@ -102,8 +102,23 @@ def test_compile_is_refused_where_it_would_be_ignored():
 def test_a_compiled_prior_fit_is_a_fit_of_its_own_and_uncompiled_fits_keep_their_names():
     from anids_md import prior
 
-    plain = PriorConfig(init=None)
+    plain = PriorConfig(init=None, compile=False)
     old_name = prior._digest({"fit": {"epochs": plain.epochs, "n_valid": plain.n_valid, "init": None}, "init": None, "seed": 0})
     assert prior.fit_digest(plain, 0) == old_name
     assert prior.fit_digest(PriorConfig(init=None, compile=True), 0) != old_name
     assert prior.prior_digest([molecule("H2O")], PriorConfig(compile=True), 0) == prior.prior_digest([molecule("H2O")], plain, 0)
+
+
+def test_compile_auto_compiles_a_prior_fit_on_cpu_only_where_a_compiler_is_found(monkeypatch):
+    from anids_md import prior
+
+    monkeypatch.setattr(prior, "resolve_device", lambda _: torch.device("cpu"))
+    monkeypatch.delenv("CXX", raising=False)
+    for found in (True, False):
+        monkeypatch.setattr("shutil.which", lambda name, found=found: f"/usr/bin/{name}" if found else None)
+        assert prior.with_compile_resolved(PriorConfig()).compile is found
+        assert prior.with_compile_resolved(PriorConfig(compile=False)).compile is False
+    with pytest.raises(RuntimeError, match="needs a C\\+\\+ compiler"):  # asked for, not found: named before any MD
+        prior.with_compile_resolved(PriorConfig(compile=True))
+    with pytest.raises(ValueError, match="prior.compile must be true, false or auto"):
+        PriorConfig(compile="yes")

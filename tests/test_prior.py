@@ -19,9 +19,9 @@ from anids_md.train import load_config
 
 from .conftest import ETHANOL
 
-TINY = PriorConfig(frames=40, starts=2, equilibration_steps=10, interval=4, epochs=2, n_valid=8)
+TINY = PriorConfig(frames=40, starts=2, equilibration_steps=10, interval=4, epochs=2, n_valid=8, compile=False)  # eager: no minute of compiling
 TINY_OVERRIDES = ["prior.frames=40", "prior.starts=2", "prior.equilibration_steps=10", "prior.interval=4", "prior.epochs=2",
-                  "prior.n_valid=8"]
+                  "prior.n_valid=8", "prior.compile=false"]
 
 
 def count_md_runs(monkeypatch) -> list:
@@ -74,7 +74,7 @@ def test_an_md_run_xtb_cannot_finish_is_skipped_and_counted(tmp_path, monkeypatc
         return report
 
     monkeypatch.setattr(prior_module, "run_md", failing_second)
-    settings = PriorConfig(frames=40, starts=3, equilibration_steps=10, interval=4, epochs=1, n_valid=8)
+    settings = PriorConfig(frames=40, starts=3, equilibration_steps=10, interval=4, epochs=1, n_valid=8, compile=False)
     report = build_prior(read_rmd17(ETHANOL, frames=[0]), tmp_path, settings, progress=False)
     assert report.n_failed_runs == 1 and report.n_frames == 28  # two runs of 14 frames
 

@@ -37,7 +37,7 @@ TINY = {
     "anids-md dft-optimize": ["--basis", "sto-3g"],
     "anids-md validate": ["--basis", "sto-3g"],
     "anids-md train": ["optim.max_steps=2", "prior.frames=12", "prior.starts=1", "prior.equilibration_steps=4", "prior.interval=2",
-                       "prior.epochs=1", "prior.n_valid=4", "--quiet"],
+                       "prior.epochs=1", "prior.n_valid=4", "prior.compile=false", "--quiet"],
     "anids-md fit": ["--basis", "sto-3g", "--frames", "4", "--rounds", "0", "--test-frames", "2", "--md-steps", "20", "--steps", "3",
                      "--workers", "1", "--quiet", "--pool-frames", "20", "--prior-epochs", "1"],
 }

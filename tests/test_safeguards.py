@@ -90,7 +90,7 @@ def test_a_second_train_or_prior_on_a_folder_in_use_is_refused_by_name(tmp_path)
         with pytest.raises(FolderInUseError, match=f"in use by another anids-md train \\(PID {holder.pid}"):
             train(config, progress=False)
         assert not (tmp_path / "run" / "log.csv").exists()  # refused before a step was logged
-        settings = PriorConfig(frames=12, starts=1, equilibration_steps=4, interval=2, epochs=1, n_valid=4)
+        settings = PriorConfig(frames=12, starts=1, equilibration_steps=4, interval=2, epochs=1, n_valid=4, compile=False)
         frames = read_rmd17(ETHANOL, frames=[0])
         prior_folder = tmp_path / "priors" / f"prior-{prior_digest(frames, settings, 0)}"
         prior_folder.mkdir(parents=True)

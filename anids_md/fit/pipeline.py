@@ -269,7 +269,8 @@ def _prior_settings(molecule: Molecule, s: FitSettings) -> tuple[PriorConfig, XT
     in the hotter pass (1.5× the temperature)."""
     settings = PriorConfig(temperature_K=s.temperature_K, frames=s.pool_frames, starts=2, equilibration_steps=500,
                            interval=20, timestep_fs=1.0,
-                           epochs=s.prior_epochs, n_valid=max(1, min(50, s.pool_frames // 5)), init=s.prior_init)
+                           epochs=s.prior_epochs, n_valid=max(1, min(50, s.pool_frames // 5)), init=s.prior_init,
+                           compile=False)  # a compiled fit is not measured in fit
     return settings, XTBLevel(method=settings.method, charge=molecule.charge, spin=molecule.spin)
 
 

@@ -16,8 +16,8 @@ class PriorConfig:
     temperature_K: float = 500.0
     # 2000 frames 10 fs apart and 70 epochs gain 10-15 % on the fine-tunes' forces over 1000 frames
     # 20 fs apart and 60 epochs (toluene 9.8 against 11.4 meV/Å, aspirin 29.1 against 32.4), and
-    # aspirin's prior takes 14.7-14.8 min of one core with its fit compiled (eager, the fit's epochs
-    # take twice as long): docs/results.md, benchmarks/results/priors_rmd17-50.json
+    # aspirin's prior takes 14.7-14.8 min of one core with its fit compiled (eager: 21.3 min):
+    # docs/results.md, benchmarks/results/priors_rmd17-50.json
     frames: int = 2000  # per molecule, spread over the starts
     starts: int = 4  # independent MD runs from the xTB minimum, each with its own velocities
     # 1 fs steps: half the xTB calls of 0.5 fs for the same 1 ps of equilibration (docs/results.md)
